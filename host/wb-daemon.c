@@ -1,0 +1,287 @@
+/* The daemon: reads conf.d, loads plugins, runs the instances' lifecycles,
+ * and measures its own main-loop lag. */
+#include "wb-instance.h"
+
+#define LAG_PUBLISH_US G_USEC_PER_SEC
+
+struct _WbDaemon {
+    char **config_dirs;
+    char **plugin_dirs;
+    char **data_dirs;
+    char *state_dir;
+    guint lag_interval_ms;
+
+    WbPointStore *points;
+    GHashTable *plugins;        /* name -> WbPlugin* */
+    GHashTable *plugin_errors;  /* name -> message: a plugin that failed once is not retried */
+    GPtrArray *instances;       /* WbInstance*, created (and then started) in file order */
+    WbConfd *confd;
+
+    WbInstance *host;           /* publishes host/main-loop-lag */
+    GSource *lag_source;
+    gint64 lag_window_start;
+    gint64 lag_worst;
+};
+
+static char **strv_or_empty(const char *const *v)
+{
+    return v ? g_strdupv((char **)v) : g_new0(char *, 1);
+}
+
+WbDaemon *wb_daemon_new(const WbDaemonSettings *settings)
+{
+    WbDaemon *d = g_new0(WbDaemon, 1);
+    d->config_dirs = strv_or_empty(settings->config_dirs);
+    d->plugin_dirs = strv_or_empty(settings->plugin_dirs);
+    d->data_dirs = strv_or_empty(settings->data_dirs);
+    d->state_dir = g_strdup(settings->state_dir ? settings->state_dir : ".");
+    d->lag_interval_ms = settings->lag_interval_ms ? settings->lag_interval_ms : 50;
+    d->points = wb_point_store_new();
+    d->plugins = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)wb_plugin_free);
+    d->plugin_errors = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    d->instances = g_ptr_array_new();
+    d->host = wb_instance_new_internal(d, "host");
+    return d;
+}
+
+void wb_daemon_free(WbDaemon *d)
+{
+    if (!d)
+        return;
+    wb_daemon_stop(d);
+    g_ptr_array_unref(d->instances);
+    wb_instance_run_cleanups(d->host);
+    wb_instance_unref(d->host);
+    wb_point_store_free(d->points);
+    g_hash_table_unref(d->plugins);
+    g_hash_table_unref(d->plugin_errors);
+    wb_confd_free(d->confd);
+    g_strfreev(d->config_dirs);
+    g_strfreev(d->plugin_dirs);
+    g_strfreev(d->data_dirs);
+    g_free(d->state_dir);
+    g_free(d);
+}
+
+WbPointStore *wb_daemon_get_points(WbDaemon *d)
+{
+    return d->points;
+}
+
+const char *wb_daemon_get_state_dir(WbDaemon *d)
+{
+    return d->state_dir;
+}
+
+const char *const *wb_daemon_get_data_dirs(WbDaemon *d)
+{
+    return (const char *const *)d->data_dirs;
+}
+
+static WbPlugin *get_plugin(WbDaemon *d, const char *name, GError **error)
+{
+    WbPlugin *plugin = g_hash_table_lookup(d->plugins, name);
+    if (plugin)
+        return plugin;
+    const char *failed = g_hash_table_lookup(d->plugin_errors, name);
+    if (failed) {
+        g_set_error_literal(error, WB_PLUGIN_ERROR, WB_PLUGIN_ERROR_FAILED, failed);
+        return NULL;
+    }
+    g_autofree char *path = wb_plugin_find((const char *const *)d->plugin_dirs, name, error);
+    if (path)
+        plugin = wb_plugin_load(path, error);
+    if (!plugin) {
+        g_hash_table_insert(d->plugin_errors, g_strdup(name), g_strdup((*error)->message));
+        return NULL;
+    }
+    g_hash_table_insert(d->plugins, plugin->name, plugin);
+    return plugin;
+}
+
+static void report_problem(GString *report, const char *message)
+{
+    /* Multi-line errors (one line per bad key) are logged line by line. */
+    g_auto(GStrv) lines = g_strsplit(message, "\n", -1);
+    for (int i = 0; lines[i]; i++) {
+        wb_log(NULL, WB_LOG_ERROR, "%s", lines[i]);
+        if (report)
+            g_string_append_printf(report, "error: %s\n", lines[i]);
+    }
+}
+
+static void instance_destroy(WbInstance *inst)
+{
+    if (inst->started) {
+        wb_instance_set_running(inst, FALSE);
+        inst->plugin->ops.stop(inst->state);
+        inst->started = FALSE;
+    }
+    wb_instance_run_cleanups(inst);
+    if (inst->created) {
+        inst->plugin->ops.destroy(inst->state);
+        inst->created = FALSE;
+    }
+    wb_instance_unref(inst);
+}
+
+guint wb_daemon_load(WbDaemon *d, gboolean check_only, GString *report)
+{
+    guint problems = 0;
+
+    g_return_val_if_fail(d->confd == NULL, 1);
+    d->confd = wb_confd_load((const char *const *)d->config_dirs);
+    for (guint i = 0; i < d->confd->errors->len; i++) {
+        report_problem(report, g_ptr_array_index(d->confd->errors, i));
+        problems++;
+    }
+    for (guint i = 0; i < d->confd->masked->len; i++) {
+        const char *path = g_ptr_array_index(d->confd->masked, i);
+        wb_log(NULL, WB_LOG_INFO, "%s is masked (a link to /dev/null)", path);
+        if (report)
+            g_string_append_printf(report, "masked: %s\n", path);
+    }
+    if (report && d->confd->sections->len == 0 && d->confd->errors->len == 0) {
+        g_autofree char *dirs = g_strjoinv(", ", d->config_dirs);
+        g_string_append_printf(report, "no instances configured in %s\n", dirs);
+    }
+
+    for (guint i = 0; i < d->confd->sections->len; i++) {
+        WbConfdSection *s = g_ptr_array_index(d->confd->sections, i);
+        g_autoptr(GError) error = NULL;
+
+        if (s->broken) {
+            if (report)
+                g_string_append_printf(report, "[%s] %s: not run (errors above)\n", s->name, s->file);
+            continue;
+        }
+        gboolean disabled = wb_confd_section_disabled(s);
+        if (disabled && !check_only) {
+            wb_log(NULL, WB_LOG_INFO, "%s:%d: [%s] skipped (enabled = false)", s->file, s->line, s->name);
+            continue;
+        }
+        g_autofree char *plugin_name = NULL;
+        if (g_hash_table_contains(s->key_lines, WB_KEY_PLUGIN))
+            plugin_name = g_strstrip(g_key_file_get_string(s->keyfile, s->name, WB_KEY_PLUGIN, NULL));
+        if (!plugin_name || !*plugin_name) {
+            g_autofree char *msg = g_strdup_printf("%s:%d: [%s] missing required key 'plugin' (the plugin this "
+                                                   "instance uses, see wattbridge --list-plugins)",
+                                                   s->file, s->line, s->name);
+            report_problem(report, msg);
+            problems++;
+            continue;
+        }
+        WbPlugin *plugin = get_plugin(d, plugin_name, &error);
+        if (!plugin) {
+            int line = GPOINTER_TO_INT(g_hash_table_lookup(s->key_lines, WB_KEY_PLUGIN));
+            g_autofree char *msg = g_strdup_printf("%s:%d: [%s] plugin: %s", s->file, line, s->name, error->message);
+            report_problem(report, msg);
+            problems++;
+            continue;
+        }
+        WbConfig *config = wb_config_new(s, plugin->options, &error);
+        if (!config) {
+            report_problem(report, error->message);
+            problems++;
+            continue;
+        }
+        WbInstance *inst = wb_instance_new(d, plugin, s->name, config);
+        if (!plugin->ops.create(inst, config, &inst->state, &error)) {
+            g_autofree char *msg = g_strdup_printf("[%s] %s", s->name, error ? error->message : "create failed (no reason given)");
+            report_problem(report, msg);
+            problems++;
+            instance_destroy(inst);
+            continue;
+        }
+        inst->created = TRUE;
+        if (check_only) {
+            if (report)
+                g_string_append_printf(report, "[%s] %s: plugin %s %s, %s\n", s->name, s->file, plugin->name,
+                                       plugin->desc.version, disabled ? "valid but disabled (enabled = false)" : "would run");
+            instance_destroy(inst);
+            continue;
+        }
+        g_ptr_array_add(d->instances, inst);
+    }
+    return problems;
+}
+
+static gboolean lag_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+    WbDaemon *d = user_data;
+    gint64 now = g_get_monotonic_time();
+    gint64 expected = g_source_get_ready_time(source);
+    gint64 lag = now - expected;
+
+    if (lag > d->lag_worst)
+        d->lag_worst = lag;
+    if (now - d->lag_window_start >= LAG_PUBLISH_US) {
+        WbBatch *batch = wb_batch_new(d->host);
+        wb_batch_add_double(batch, "main-loop-lag", (double)d->lag_worst / 1e6, NULL);
+        wb_batch_commit(batch);
+        d->lag_worst = 0;
+        d->lag_window_start = now;
+    }
+    g_source_set_ready_time(source, now + (gint64)d->lag_interval_ms * 1000);
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs lag_funcs = {
+    .dispatch = lag_dispatch,
+};
+
+static void lag_cleanup(gpointer data)
+{
+    WbDaemon *d = data;
+    g_source_destroy(d->lag_source);
+    g_clear_pointer(&d->lag_source, g_source_unref);
+}
+
+guint wb_daemon_start(WbDaemon *d)
+{
+    if (!d->lag_source) {
+        d->lag_source = g_source_new(&lag_funcs, sizeof(GSource));
+        g_source_set_callback(d->lag_source, NULL, d, NULL);
+        g_source_set_name(d->lag_source, "wattbridge main-loop lag");
+        /* Above the default priority so the measurement is not delayed by
+         * our own idle work, only by callbacks that overrun. */
+        g_source_set_priority(d->lag_source, G_PRIORITY_HIGH);
+        d->lag_window_start = g_get_monotonic_time();
+        g_source_set_ready_time(d->lag_source, d->lag_window_start + (gint64)d->lag_interval_ms * 1000);
+        g_source_attach(d->lag_source, NULL);
+        wb_instance_add_cleanup(d->host, lag_cleanup, d);
+    }
+
+    guint running = 0;
+    for (guint i = 0; i < d->instances->len;) {
+        WbInstance *inst = g_ptr_array_index(d->instances, i);
+        g_autoptr(GError) error = NULL;
+        wb_instance_set_running(inst, TRUE);
+        inst->started = TRUE;
+        if (!inst->plugin->ops.start(inst->state, &error)) {
+            wb_log(inst, WB_LOG_ERROR, "failed to start: %s; the instance is disabled",
+                   error ? error->message : "(no reason given)");
+            g_ptr_array_remove_index(d->instances, i);
+            instance_destroy(inst);
+            continue;
+        }
+        wb_log(inst, WB_LOG_INFO, "started (plugin %s %s)", inst->plugin->name, inst->plugin->desc.version);
+        running++;
+        i++;
+    }
+    return running;
+}
+
+void wb_daemon_stop(WbDaemon *d)
+{
+    while (d->instances->len) {
+        WbInstance *inst = g_ptr_array_index(d->instances, d->instances->len - 1);
+        g_ptr_array_remove_index(d->instances, d->instances->len - 1);
+        gboolean started = inst->started;
+        char *name = g_strdup(inst->name);
+        instance_destroy(inst);
+        if (started)
+            wb_log(NULL, WB_LOG_INFO, "[%s] stopped", name);
+        g_free(name);
+    }
+}
