@@ -74,87 +74,30 @@ static gboolean section_name_ok(const char *name)
     return TRUE;
 }
 
-/* Scans @text line by line; adds a section for each [header]. */
+/* Adds a section for each [header] of @text. */
 static void scan_file(WbConfd *confd, const char *path, const char *text, GKeyFile *keyfile)
 {
-    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-    WbConfdSection *current = NULL;
-    g_autoptr(GPtrArray) in_file = g_ptr_array_new();
+    g_autoptr(WbKfScan) scan = wb_kf_scan(path, text);
+    g_ptr_array_extend_and_steal(confd->errors, g_steal_pointer(&scan->errors));
+    scan->errors = g_ptr_array_new();
 
-    for (int i = 0; lines[i]; i++) {
-        int lineno = i + 1;
-        g_autofree char *line = g_strstrip(g_strdup(lines[i]));
-        if (!*line || *line == '#' || *line == ';')
-            continue;
-        if (*line == '[') {
-            char *close = strrchr(line, ']');
-            if (!close || close[1] != '\0') {
-                add_error(confd, "%s:%d: expected a section header like [name], got \"%s\"", path, lineno, line);
-                current = NULL;
-                continue;
-            }
-            *close = '\0';
-            const char *name = line + 1;
-            WbConfdSection *dup = NULL;
-            for (guint j = 0; j < in_file->len; j++) {
-                WbConfdSection *s = g_ptr_array_index(in_file, j);
-                if (strcmp(s->name, name) == 0)
-                    dup = s;
-            }
-            if (dup) {
-                add_error(confd, "%s:%d: section [%s] repeated; it is already defined at %s:%d", path, lineno,
-                          name, path, dup->line);
-                dup->broken = TRUE;
-                current = dup;
-                continue;
-            }
-            current = g_new0(WbConfdSection, 1);
-            current->name = g_strdup(name);
-            current->file = g_strdup(path);
-            current->line = lineno;
-            current->keyfile = keyfile ? g_key_file_ref(keyfile) : NULL;
-            current->keys = g_ptr_array_new_with_free_func(g_free);
-            current->key_lines = g_hash_table_new(g_str_hash, g_str_equal);
-            if (!section_name_ok(name)) {
-                add_error(confd,
-                          "%s:%d: [%s]: an instance name may use only letters, digits, '-' and '_' "
-                          "(it prefixes the instance's point names), and 'host' is reserved",
-                          path, lineno, name);
-                current->broken = TRUE;
-            }
-            if (!keyfile)
-                current->broken = TRUE;
-            g_ptr_array_add(in_file, current);
-            continue;
+    for (guint j = 0; j < scan->groups->len; j++) {
+        WbKfGroup *g = g_ptr_array_index(scan->groups, j);
+        WbConfdSection *s = g_new0(WbConfdSection, 1);
+        s->name = g_strdup(g->name);
+        s->file = g_strdup(path);
+        s->line = g->line;
+        s->keyfile = keyfile ? g_key_file_ref(keyfile) : NULL;
+        s->keys = g_ptr_array_ref(g->keys);
+        s->key_lines = g_hash_table_ref(g->key_lines);
+        s->broken = g->broken || !keyfile;
+        if (!section_name_ok(s->name)) {
+            add_error(confd,
+                      "%s:%d: [%s]: an instance name may use only letters, digits, '-' and '_' "
+                      "(it prefixes the instance's point names), and 'host' is reserved",
+                      path, s->line, s->name);
+            s->broken = TRUE;
         }
-        char *eq = strchr(line, '=');
-        if (!eq) {
-            add_error(confd, "%s:%d: expected \"key = value\", a [section] header or a # comment, got \"%s\"",
-                      path, lineno, line);
-            if (current)
-                current->broken = TRUE;
-            continue;
-        }
-        *eq = '\0';
-        g_strstrip(line);
-        if (!current) {
-            add_error(confd, "%s:%d: key '%s' comes before any [section]", path, lineno, line);
-            continue;
-        }
-        if (g_hash_table_contains(current->key_lines, line)) {
-            add_error(confd, "%s:%d: [%s] key '%s' repeated; it is already set at line %d (a key may appear only once)",
-                      path, lineno, current->name, line,
-                      GPOINTER_TO_INT(g_hash_table_lookup(current->key_lines, line)));
-            current->broken = TRUE;
-            continue;
-        }
-        char *key = g_strdup(line);
-        g_ptr_array_add(current->keys, key);
-        g_hash_table_insert(current->key_lines, key, GINT_TO_POINTER(lineno));
-    }
-
-    for (guint j = 0; j < in_file->len; j++) {
-        WbConfdSection *s = g_ptr_array_index(in_file, j);
         WbConfdSection *other = wb_confd_find(confd, s->name);
         if (other) {
             add_error(confd, "%s:%d: section [%s] is also defined at %s:%d; an instance may be defined "

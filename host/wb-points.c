@@ -20,7 +20,7 @@ struct _WbSubscription {
     WbPointStore *store;
     WbInstance *instance;
     gpointer cleanup;
-    char *pattern;
+    GPtrArray *patterns;  /* char* */
     gint64 max_age;
     WbPointFunc point_func;
     WbBatchEndFunc end_func;
@@ -29,6 +29,7 @@ struct _WbSubscription {
     GHashTable *stale;    /* WbPoint* reported stale and not refreshed since */
     GSource *stale_source;
     GSource *initial_source;
+    GPtrArray *initial_points; /* WbPoint* that existed when a pattern was added */
     guint64 serial;       /* the last dispatch that called this subscription */
     gboolean removed;
 };
@@ -232,8 +233,18 @@ static GSourceFuncs stale_source_funcs = {
 
 static void link_match(WbSubscription *sub, WbPoint *p)
 {
+    if (g_ptr_array_find(p->subs, sub, NULL))
+        return; /* matched by another of its patterns */
     g_ptr_array_add(p->subs, sub);
     g_ptr_array_add(sub->points, p);
+}
+
+static gboolean sub_matches(const WbSubscription *sub, const char *name)
+{
+    for (guint i = 0; i < sub->patterns->len; i++)
+        if (wb_point_pattern_match(g_ptr_array_index(sub->patterns, i), name))
+            return TRUE;
+    return FALSE;
 }
 
 static WbPoint *point_get(WbPointStore *store, char *full_name /* transfer full */)
@@ -251,7 +262,7 @@ static WbPoint *point_get(WbPointStore *store, char *full_name /* transfer full 
     g_hash_table_insert(store->points, p->name, p);
     for (guint i = 0; i < store->subs->len; i++) {
         WbSubscription *sub = g_ptr_array_index(store->subs, i);
-        if (!sub->removed && wb_point_pattern_match(sub->pattern, p->name))
+        if (!sub->removed && sub_matches(sub, p->name))
             link_match(sub, p);
     }
     return p;
@@ -408,11 +419,12 @@ static gboolean initial_delivery(gpointer user_data)
     gint64 now = g_get_monotonic_time();
 
     g_clear_pointer(&sub->initial_source, g_source_unref);
-    if (sub->removed || sub->points->len == 0)
+    g_autoptr(GPtrArray) pending = g_steal_pointer(&sub->initial_points);
+    if (sub->removed || !pending)
         return G_SOURCE_REMOVE;
     dispatch_enter(store);
-    for (guint i = 0; i < sub->points->len && !sub->removed; i++) {
-        WbPoint *p = g_ptr_array_index(sub->points, i);
+    for (guint i = 0; i < pending->len && !sub->removed; i++) {
+        WbPoint *p = g_ptr_array_index(pending, i);
         deliver(sub, p, state_for(sub, p, now));
         if (sub->max_age > 0)
             schedule_expiry(sub, p->mono + sub->max_age + 1);
@@ -430,6 +442,37 @@ static void subscription_cleanup(gpointer data)
     wb_subscription_free(sub);
 }
 
+static gboolean check_pattern(const char *func, const char *pattern)
+{
+    if (wb_point_name_is_valid(pattern, TRUE))
+        return TRUE;
+    g_critical("%s: invalid pattern '%s'", func, pattern ? pattern : "(null)");
+    return FALSE;
+}
+
+/* Links the existing points @pattern matches and schedules their delivery. */
+static void add_pattern(WbSubscription *sub, const char *pattern)
+{
+    g_ptr_array_add(sub->patterns, g_strdup(pattern));
+    GHashTableIter iter;
+    gpointer value;
+    g_hash_table_iter_init(&iter, sub->store->points);
+    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+        WbPoint *p = value;
+        if (!wb_point_pattern_match(pattern, p->name) || g_ptr_array_find(p->subs, sub, NULL))
+            continue;
+        link_match(sub, p);
+        if (!sub->initial_points)
+            sub->initial_points = g_ptr_array_new();
+        g_ptr_array_add(sub->initial_points, p);
+    }
+    if (sub->initial_points && !sub->initial_source) {
+        sub->initial_source = g_idle_source_new();
+        g_source_set_callback(sub->initial_source, initial_delivery, sub, NULL);
+        g_source_attach(sub->initial_source, NULL);
+    }
+}
+
 WbSubscription *wb_subscribe(WbInstance *instance, const char *pattern, gint64 max_age_us,
                              WbPointFunc point_func, WbBatchEndFunc batch_end_func,
                              gpointer user_data)
@@ -437,15 +480,13 @@ WbSubscription *wb_subscribe(WbInstance *instance, const char *pattern, gint64 m
     g_return_val_if_fail(instance != NULL, NULL);
     g_return_val_if_fail(point_func != NULL, NULL);
     g_return_val_if_fail(max_age_us >= 0, NULL);
-    if (!wb_point_name_is_valid(pattern, TRUE)) {
-        g_critical("wb_subscribe: invalid pattern '%s'", pattern ? pattern : "(null)");
+    if (!check_pattern("wb_subscribe", pattern))
         return NULL;
-    }
     WbPointStore *store = wb_instance_get_points(instance);
     WbSubscription *sub = g_new0(WbSubscription, 1);
     sub->store = store;
     sub->instance = instance;
-    sub->pattern = g_strdup(pattern);
+    sub->patterns = g_ptr_array_new_with_free_func(g_free);
     sub->max_age = max_age_us;
     sub->point_func = point_func;
     sub->end_func = batch_end_func;
@@ -457,20 +498,16 @@ WbSubscription *wb_subscribe(WbInstance *instance, const char *pattern, gint64 m
     g_source_set_name(sub->stale_source, "wattbridge point staleness");
     g_source_attach(sub->stale_source, NULL);
     g_ptr_array_add(store->subs, sub);
-
-    GHashTableIter iter;
-    gpointer value;
-    g_hash_table_iter_init(&iter, store->points);
-    while (g_hash_table_iter_next(&iter, NULL, &value))
-        if (wb_point_pattern_match(pattern, ((WbPoint *)value)->name))
-            link_match(sub, value);
-    if (sub->points->len) {
-        sub->initial_source = g_idle_source_new();
-        g_source_set_callback(sub->initial_source, initial_delivery, sub, NULL);
-        g_source_attach(sub->initial_source, NULL);
-    }
+    add_pattern(sub, pattern);
     sub->cleanup = wb_instance_add_cleanup(instance, subscription_cleanup, sub);
     return sub;
+}
+
+void wb_subscription_add_pattern(WbSubscription *sub, const char *pattern)
+{
+    g_return_if_fail(sub != NULL && !sub->removed);
+    if (check_pattern("wb_subscription_add_pattern", pattern))
+        add_pattern(sub, pattern);
 }
 
 static void subscription_destroy(WbSubscription *sub)
@@ -486,8 +523,10 @@ static void subscription_destroy(WbSubscription *sub)
     g_source_destroy(sub->stale_source);
     g_source_unref(sub->stale_source);
     g_ptr_array_unref(sub->points);
+    if (sub->initial_points)
+        g_ptr_array_unref(sub->initial_points);
     g_hash_table_unref(sub->stale);
-    g_free(sub->pattern);
+    g_ptr_array_unref(sub->patterns);
     g_free(sub);
 }
 

@@ -28,6 +28,28 @@ const WbPoint *wb_point_store_lookup(WbPointStore *store, const char *name);
 /* MQTT-style match of a point name against a pattern. */
 gboolean wb_point_pattern_match(const char *pattern, const char *name);
 
+/* ---- GKeyFile texts with line numbers -------------------------------- */
+
+typedef struct {
+    char *name;
+    int line;              /* of the [header] */
+    GPtrArray *keys;       /* char*: keys in file order */
+    GHashTable *key_lines; /* key -> GINT_TO_POINTER(line) */
+    gboolean broken;       /* a repeated key, or a bad line inside it */
+} WbKfGroup;
+
+typedef struct {
+    GPtrArray *groups;     /* WbKfGroup*, in file order */
+    GPtrArray *errors;     /* char*: "path:line: ..." */
+} WbKfScan;
+
+/* Scans @text (read from @path) for groups and keys with their lines. */
+WbKfScan *wb_kf_scan(const char *path, const char *text);
+void wb_kf_scan_free(WbKfScan *scan);
+WbKfGroup *wb_kf_scan_find(WbKfScan *scan, const char *name);
+int wb_kf_group_key_line(const WbKfGroup *group, const char *key);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbKfScan, wb_kf_scan_free)
+
 /* ---- conf.d ----------------------------------------------------------- */
 
 /* One [section] of a conf.d file: an instance. */

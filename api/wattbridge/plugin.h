@@ -15,3 +15,4 @@
 #include <wattbridge/quantities.h>
 #include <wattbridge/wb-plugin-desc.h>
 #include <wattbridge/wb-host.h>
+#include <wattbridge/wb-modbus.h>

@@ -325,6 +325,19 @@ WbSubscription *wb_subscribe(WbInstance *instance, const char *pattern, gint64 m
                              WbPointFunc point_func, WbBatchEndFunc batch_end_func,
                              gpointer user_data);
 
+/**
+ * wb_subscription_add_pattern:
+ * @subscription: a subscription
+ * @pattern: another point name or pattern
+ *
+ * Widens the subscription: a point matching any of its patterns is
+ * delivered once per batch, and the batch-end call comes once per batch
+ * however many patterns matched.  A sink wired to many points uses one
+ * subscription so that it commits one consistent image per batch.  Points
+ * that already exist are delivered from an idle callback.  Main context.
+ */
+void wb_subscription_add_pattern(WbSubscription *subscription, const char *pattern);
+
 /** wb_subscription_free: ends a subscription; no callback follows. */
 void wb_subscription_free(WbSubscription *subscription);
 

@@ -146,6 +146,31 @@ static void test_batch(Fixture *f, gconstpointer data)
     g_assert_cmpfloat(wb_point_get_double(pt), ==, 231);
 }
 
+static void test_many_patterns(Fixture *f, gconstpointer data)
+{
+    g_autoptr(Recorder) r = recorder_new();
+    WbSubscription *sub = wb_subscribe(f->sink, "pv/power", 0, on_point, on_end, r);
+    wb_subscription_add_pattern(sub, "pv/l1/voltage");
+    wb_subscription_add_pattern(sub, "pv/+/voltage"); /* overlaps the one before */
+    WbBatch *b = wb_batch_new(f->pv);
+    wb_batch_add_double(b, "power", 1, NULL);
+    wb_batch_add_double(b, "l1/voltage", 230, NULL);
+    wb_batch_add_double(b, "l2/voltage", 231, NULL);
+    wb_batch_add_double(b, "frequency", 50, NULL);
+    wb_batch_commit(b);
+    g_autofree char *s = joined(r);
+    /* each matching point once, one END for the batch */
+    g_assert_cmpstr(s, ==, "pv/power=1/valid pv/l1/voltage=230/valid pv/l2/voltage=231/valid END");
+
+    /* a pattern added later delivers the points that already exist */
+    wb_subscription_add_pattern(sub, "pv/frequency");
+    g_assert_cmpuint(r->events->len, ==, 0);
+    while (g_main_context_iteration(NULL, FALSE))
+        ;
+    g_autofree char *later = joined(r);
+    g_assert_cmpstr(later, ==, "pv/frequency=50/valid END");
+}
+
 static void test_states(Fixture *f, gconstpointer data)
 {
     g_autoptr(Recorder) r = recorder_new();
@@ -300,6 +325,7 @@ int main(int argc, char **argv)
     g_test_add_func("/points/names", test_names);
     g_test_add_func("/points/wildcards", test_wildcards);
     g_test_add("/points/batch", Fixture, NULL, fixture_setup, test_batch, fixture_teardown);
+    g_test_add("/points/many-patterns", Fixture, NULL, fixture_setup, test_many_patterns, fixture_teardown);
     g_test_add("/points/states", Fixture, NULL, fixture_setup, test_states, fixture_teardown);
     g_test_add("/points/staleness", Fixture, NULL, fixture_setup, test_staleness, fixture_teardown);
     g_test_add("/points/old-sample", Fixture, NULL, fixture_setup, test_old_sample, fixture_teardown);

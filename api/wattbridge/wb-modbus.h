@@ -1,0 +1,257 @@
+/* wattbridge plugin ABI: register maps, the register codec, and the
+ * host-owned Modbus server.
+ *
+ * Register maps are data files (data/devices/<name>.map, format described in
+ * data/README.md): a device's registers with their Modbus table, address,
+ * type, word order, scale, unit and the quantity they measure.  A plugin
+ * loads a map, and either serves it (an emulated meter) or, later, polls a
+ * device with it.
+ *
+ * The Modbus server belongs to the host: it owns the serial port or TCP
+ * listener, the serving thread and the register image.  A plugin fills a
+ * staging image from the main context and commits it; the serving thread
+ * answers from the last committed image and never waits on the main loop.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include <wattbridge/wb-plugin-desc.h>
+#include <wattbridge/wb-types.h>
+
+G_BEGIN_DECLS
+
+/* ---- Register maps ---------------------------------------------------- */
+
+/**
+ * wb_map_load:
+ * @instance: the instance that needs the map (for the data directories)
+ * @name: a map name ("chint-dtsu666" is data/devices/chint-dtsu666.map), or
+ *   a path to a .map file
+ * @error: return location for an error
+ *
+ * Loads and validates a register map (format version 1, data/README.md).
+ * Errors name the file and line: an unknown key, a bad type, a register
+ * outside every served block, two registers that overlap, a unit that is
+ * not its quantity's unit.
+ *
+ * Returns: (transfer full) (nullable): the map, or %NULL with @error set.
+ * Main context.
+ */
+WbMap *wb_map_load(WbInstance *instance, const char *name, GError **error);
+
+/** wb_map_load_file: like wb_map_load() for a path, without an instance. */
+WbMap *wb_map_load_file(const char *path, GError **error);
+
+WbMap *wb_map_ref(WbMap *map);
+void wb_map_unref(WbMap *map);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbMap, wb_map_unref)
+
+/** wb_map_get_name: Returns: (transfer none): the file's base name without .map. */
+const char *wb_map_get_name(const WbMap *map);
+/** wb_map_get_model: Returns: (transfer none): "manufacturer model" from [map]. */
+const char *wb_map_get_model(const WbMap *map);
+/** wb_map_get_default_unit_id: Returns: the device's factory unit id, 1..247. */
+guint wb_map_get_default_unit_id(const WbMap *map);
+/** wb_map_get_n_registers: Returns: the number of registers in the map. */
+guint wb_map_get_n_registers(const WbMap *map);
+/** wb_map_get_register: Returns: (transfer none): register @index (0-based), in address order. */
+const WbMapRegister *wb_map_get_register(const WbMap *map, guint index);
+/**
+ * wb_map_find_register:
+ * Returns: (transfer none) (nullable): the first register (in address
+ * order) with the maker's name @name ("Ua", "Addr"), or %NULL.
+ */
+const WbMapRegister *wb_map_find_register(const WbMap *map, const char *name);
+
+/** wb_map_register_get_name: Returns: (transfer none): the maker's register name. */
+const char *wb_map_register_get_name(const WbMapRegister *reg);
+/** wb_map_register_get_address: Returns: the wire (PDU) address, 0..65535. */
+guint wb_map_register_get_address(const WbMapRegister *reg);
+/** wb_map_register_get_size: Returns: the number of 16-bit registers it spans (1, 2 or 4). */
+guint wb_map_register_get_size(const WbMapRegister *reg);
+/**
+ * wb_map_register_get_quantity:
+ * Returns: (transfer none) (nullable): the quantity (quantities.h) the
+ * register measures, or %NULL for a parameter or an unassigned register.
+ */
+const char *wb_map_register_get_quantity(const WbMapRegister *reg);
+/** wb_map_register_get_channel: Returns: (transfer none) (nullable): l1, l2, l3, l1-l2, ..., dcN or %NULL. */
+const char *wb_map_register_get_channel(const WbMapRegister *reg);
+/**
+ * wb_map_register_get_key:
+ * Returns: (transfer none) (nullable): "<quantity>" or "<quantity>-<channel>"
+ * ("voltage-l1", "power", "energy-import-l2"): how an emulator's wiring
+ * options name the measurement; %NULL when the register has no quantity.
+ */
+const char *wb_map_register_get_key(const WbMapRegister *reg);
+/** wb_map_register_get_unit: Returns: (transfer none): the unit of decoded values ("" if none). */
+const char *wb_map_register_get_unit(const WbMapRegister *reg);
+/**
+ * wb_map_register_get_default:
+ * Returns: (transfer none) (nullable): the map's declared default for a
+ * measured register: a number in the register's unit, or one of
+ * "nominal-voltage", "nominal-line-voltage", "nominal-frequency"; %NULL
+ * when none is declared (0 is served).
+ */
+const char *wb_map_register_get_default(const WbMapRegister *reg);
+/** wb_map_register_is_writable: Returns: %TRUE when a master may write it. */
+gboolean wb_map_register_is_writable(const WbMapRegister *reg);
+
+/**
+ * wb_map_register_encode:
+ * @reg: a register
+ * @value: the value in the register's unit
+ * @words: (out caller-allocates) (array fixed-size=4): the wire words, in
+ *   address order; wb_map_register_get_size() of them are written
+ * @error: return location for an error
+ *
+ * Encodes with the register's scale, offset, type and word order:
+ * raw = (value - offset) / scale, rounded to the nearest integer for
+ * integer types.  A value that does not fit the type (or is not finite) is
+ * an error (WB_PLUGIN_ERROR_INVALID_CONFIG), never a silent wrap.  Any
+ * thread.
+ */
+gboolean wb_map_register_encode(const WbMapRegister *reg, double value, guint16 *words, GError **error);
+
+/**
+ * wb_map_register_decode:
+ * @reg: a register
+ * @words: (array fixed-size=4): wb_map_register_get_size() wire words
+ *
+ * Returns: the value in the register's unit: raw * scale + offset.  Any
+ * thread.
+ */
+double wb_map_register_decode(const WbMapRegister *reg, const guint16 *words);
+
+/* ---- Host-owned Modbus server ----------------------------------------- */
+
+/**
+ * WbModbusServerMode: how the server answers reads (staged, then applied by
+ * wb_modbus_server_commit()).
+ * @WB_MODBUS_SERVE: answer from the committed image.
+ * @WB_MODBUS_SILENT: answer nothing (the master sees a timeout, as with a
+ *   meter that lost power); requests are still read and discarded, and the
+ *   input is flushed when answering resumes.
+ * @WB_MODBUS_EXCEPTION: answer every request with the staged exception code
+ *   (4, "server device failure", is what a meter reports when it has no
+ *   data).
+ */
+typedef enum {
+    WB_MODBUS_SERVE = 0,
+    WB_MODBUS_SILENT = 1,
+    WB_MODBUS_EXCEPTION = 2,
+} WbModbusServerMode;
+
+/** WB_MODBUS_SERVER_OPTIONS: the option specs wb_modbus_server_new() reads;
+ * put them in a plugin's option table. */
+#define WB_MODBUS_SERVER_OPTIONS                                                                   \
+    {.name = "transport", .type = WB_OPTION_ENUM, .default_value = "rtu",                          \
+     .values = (const char *const[]){"rtu", "tcp", NULL},                                          \
+     .help = "rtu: Modbus RTU on a serial line (device, baud, ...); tcp: Modbus TCP (bind, port)"}, \
+    {.name = "device", .type = WB_OPTION_STRING,                                                   \
+     .help = "rtu: the serial device, preferably /dev/serial/by-id/..."},                          \
+    {.name = "baud", .type = WB_OPTION_INT, .default_value = "9600", .min = 300, .max = 921600,    \
+     .unit = "bit/s", .help = "rtu: line speed"},                                                  \
+    {.name = "parity", .type = WB_OPTION_ENUM, .default_value = "none",                            \
+     .values = (const char *const[]){"none", "even", "odd", NULL}, .help = "rtu: parity"},         \
+    {.name = "data-bits", .type = WB_OPTION_INT, .default_value = "8", .min = 7, .max = 8,         \
+     .help = "rtu: data bits"},                                                                    \
+    {.name = "stop-bits", .type = WB_OPTION_INT, .default_value = "1", .min = 1, .max = 2,         \
+     .help = "rtu: stop bits"},                                                                    \
+    {.name = "reopen-delay", .type = WB_OPTION_DURATION, .default_value = "5s", .min = 0.01,       \
+     .max = 3600, .unit = "s", .help = "rtu: wait this long before reopening a serial device that failed"}, \
+    {.name = "unit-id", .type = WB_OPTION_INT, .min = 1, .max = 247,                               \
+     .help = "The Modbus unit id (slave address) served; default: the map's factory address"},    \
+    {.name = "bind", .type = WB_OPTION_STRING, .default_value = "127.0.0.1",                       \
+     .help = "tcp: the IPv4 address to listen on (0.0.0.0 for every interface)"},                 \
+    {.name = "port", .type = WB_OPTION_INT, .default_value = "502", .min = 0, .max = 65535,        \
+     .help = "tcp: the port to listen on (0 picks a free one, logged at start)"},                  \
+    {.name = "max-clients", .type = WB_OPTION_INT, .default_value = "4", .min = 1, .max = 64,      \
+     .help = "tcp: clients served at once; more are refused"},                                     \
+    {.name = "idle-timeout", .type = WB_OPTION_DURATION, .default_value = "60s", .min = 0.01,      \
+     .max = 86400, .unit = "s", .help = "tcp: drop a client that sends nothing for this long"}
+
+/**
+ * wb_modbus_server_new:
+ * @instance: the owning instance; its options (WB_MODBUS_SERVER_OPTIONS)
+ *   configure the transport
+ * @map: the register layout to serve (a reference is taken)
+ * @error: return location for an error
+ *
+ * Creates a server whose image holds the map's registers, each at its
+ * constant value, declared default or 0; nothing is opened yet.  The
+ * server belongs to the instance and is freed when it stops.
+ *
+ * Returns: (transfer none) (nullable): the server, or %NULL with @error set
+ * (WB_PLUGIN_ERROR_INVALID_CONFIG, naming the key) when the options do not
+ * fit together (rtu without a device).  Main context.
+ */
+WbModbusServer *wb_modbus_server_new(WbInstance *instance, WbMap *map, GError **error);
+
+/**
+ * wb_modbus_server_start:
+ * Opens the serial device or TCP listener and starts the serving thread.
+ * A serial device that cannot be opened yet is retried every reopen-delay
+ * (an adapter plugged in later is picked up); a TCP address that cannot be
+ * bound is an error (WB_PLUGIN_ERROR_IO).  Main context.
+ */
+gboolean wb_modbus_server_start(WbModbusServer *server, GError **error);
+
+/** wb_modbus_server_free: stops the thread (joined), closes the port. */
+void wb_modbus_server_free(WbModbusServer *server);
+
+/** wb_modbus_server_get_map: Returns: (transfer none): the map served. */
+const WbMap *wb_modbus_server_get_map(WbModbusServer *server);
+
+/** wb_modbus_server_get_unit_id: Returns: the unit id served. */
+guint wb_modbus_server_get_unit_id(WbModbusServer *server);
+
+/** wb_modbus_server_get_port: Returns: tcp: the port listened on (after start); 0 for rtu. */
+guint wb_modbus_server_get_port(WbModbusServer *server);
+
+/**
+ * wb_modbus_server_set_value:
+ * @server: a server
+ * @reg: a register of the server's map
+ * @value: the value in the register's unit
+ * @error: return location for an error
+ *
+ * Encodes @value into the staging image (see wb_map_register_encode()).
+ * Nothing is served until wb_modbus_server_commit().  Main context.
+ */
+gboolean wb_modbus_server_set_value(WbModbusServer *server, const WbMapRegister *reg, double value,
+                                    GError **error);
+
+/** wb_modbus_server_set_mode: stages the answering mode (and the exception
+ * code for WB_MODBUS_EXCEPTION, 1..11); applied at commit.  Main context. */
+void wb_modbus_server_set_mode(WbModbusServer *server, WbModbusServerMode mode, guint exception_code);
+
+/**
+ * wb_modbus_server_commit:
+ * Publishes the staging image and mode to the serving thread in one step:
+ * a reply never mixes two commits.  Main context.
+ */
+void wb_modbus_server_commit(WbModbusServer *server);
+
+/**
+ * WbModbusWriteFunc:
+ * @server: the server
+ * @reg: the register a master wrote
+ * @value: the decoded value, already checked against the map's range
+ * @user_data: as given
+ *
+ * Called on the main context for each register of an accepted write.
+ */
+typedef void (*WbModbusWriteFunc)(WbModbusServer *server, const WbMapRegister *reg, double value,
+                                  gpointer user_data);
+
+/**
+ * wb_modbus_server_set_write_func:
+ * Without a write function the server stores accepted writes in the image
+ * (the master reads back what it wrote) and logs them.  With one, the
+ * function decides.  Main context.
+ */
+void wb_modbus_server_set_write_func(WbModbusServer *server, WbModbusWriteFunc func, gpointer user_data);
+
+G_END_DECLS
