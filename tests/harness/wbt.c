@@ -1,0 +1,498 @@
+/* Test harness for integration tests; see wbt.h. */
+#include "wbt.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *env(const char *name)
+{
+    const char *v = g_getenv(name);
+    if (!v)
+        g_error("%s is not set (run the tests with meson test)", name);
+    return v;
+}
+
+/* ---- temporary directories ------------------------------------------- */
+
+char *wbt_tmpdir_new(void)
+{
+    GError *error = NULL;
+    char *dir = g_dir_make_tmp("wbt-XXXXXX", &error);
+    g_assert_no_error(error);
+    return dir;
+}
+
+static void rm_rf(const char *path)
+{
+    if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
+        GDir *dir = g_dir_open(path, 0, NULL);
+        const char *name;
+        while (dir && (name = g_dir_read_name(dir))) {
+            g_autofree char *child = g_build_filename(path, name, NULL);
+            rm_rf(child);
+        }
+        if (dir)
+            g_dir_close(dir);
+        g_rmdir(path);
+    } else {
+        g_unlink(path);
+    }
+}
+
+void wbt_tmpdir_free(char *dir)
+{
+    if (!dir)
+        return;
+    rm_rf(dir);
+    g_free(dir);
+}
+
+char *wbt_write(const char *dir, const char *name, const char *text)
+{
+    char *path = g_build_filename(dir, name, NULL);
+    g_autofree char *parent = g_path_get_dirname(path);
+    g_mkdir_with_parents(parent, 0755);
+    GError *error = NULL;
+    g_file_set_contents(path, text, -1, &error);
+    g_assert_no_error(error);
+    return path;
+}
+
+/* ---- processes ---------------------------------------------------------- */
+
+void wbt_sleep(guint ms)
+{
+    gint64 end = g_get_monotonic_time() + (gint64)ms * 1000;
+    while (g_get_monotonic_time() < end) {
+        if (!g_main_context_iteration(NULL, FALSE))
+            g_usleep(MIN(5000, MAX(0, end - g_get_monotonic_time())));
+    }
+}
+
+static void on_waited(GObject *source, GAsyncResult *res, gpointer user_data)
+{
+    gboolean *done = user_data;
+    g_subprocess_wait_finish(G_SUBPROCESS(source), res, NULL);
+    *done = TRUE;
+}
+
+/* Waits for @proc up to @timeout_ms; TRUE when it exited. */
+static gboolean wait_for(GSubprocess *proc, guint timeout_ms)
+{
+    gboolean done = FALSE;
+    g_subprocess_wait_async(proc, NULL, on_waited, &done);
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    while (!done && g_get_monotonic_time() < end) {
+        if (!g_main_context_iteration(NULL, FALSE))
+            g_usleep(2000);
+    }
+    if (!done) {
+        g_subprocess_force_exit(proc);
+        while (!done)
+            g_main_context_iteration(NULL, TRUE);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+typedef struct {
+    gboolean done;
+    char *out;
+    char *err;
+    GError *error;
+} Communicated;
+
+static void on_communicated(GObject *source, GAsyncResult *res, gpointer user_data)
+{
+    Communicated *c = user_data;
+    g_subprocess_communicate_utf8_finish(G_SUBPROCESS(source), res, &c->out, &c->err, &c->error);
+    c->done = TRUE;
+}
+
+int wbt_run(const char *const *argv, guint timeout_ms, char **out, char **err)
+{
+    GError *error = NULL;
+    GSubprocess *proc = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                                          &error);
+    g_assert_no_error(error);
+    Communicated c = {0};
+    g_subprocess_communicate_utf8_async(proc, NULL, NULL, on_communicated, &c);
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    while (!c.done) {
+        if (g_get_monotonic_time() > end) {
+            g_printerr("%s: killed after %u ms\n", argv[0], timeout_ms);
+            g_subprocess_force_exit(proc);
+            end = G_MAXINT64;
+        }
+        if (!g_main_context_iteration(NULL, FALSE))
+            g_usleep(1000);
+    }
+    g_assert_no_error(c.error);
+    wait_for(proc, 5000);
+    int status = g_subprocess_get_status(proc);
+    if (out)
+        *out = c.out;
+    else
+        g_free(c.out);
+    if (err)
+        *err = c.err;
+    else
+        g_free(c.err);
+    g_object_unref(proc);
+    return status;
+}
+
+guint wbt_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&addr, sizeof addr), ==, 0);
+    g_assert_cmpint(getsockname(fd, (struct sockaddr *)&addr, &len), ==, 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+/* ---- the daemon --------------------------------------------------------- */
+
+WbtDaemon *wbt_daemon_start(const char *confdir, const char *statedir, const char *const *extra_args)
+{
+    WbtDaemon *d = g_new0(WbtDaemon, 1);
+    d->dir = wbt_tmpdir_new();
+    d->stderr_path = g_build_filename(d->dir, "stderr.log", NULL);
+    g_autofree char *data = g_build_filename(env("WB_TEST_SRCDIR"), "data", NULL);
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (char *)env("WB_TEST_DAEMON"));
+    g_ptr_array_add(argv, "--verbose");
+    g_ptr_array_add(argv, "--config-dir");
+    g_ptr_array_add(argv, (char *)confdir);
+    g_ptr_array_add(argv, "--plugin-dir");
+    g_ptr_array_add(argv, (char *)env("WB_TEST_PLUGIN_DIR"));
+    g_ptr_array_add(argv, "--plugin-dir");
+    g_ptr_array_add(argv, (char *)env("WB_PLUGIN_DIR"));
+    g_ptr_array_add(argv, "--data-dir");
+    g_ptr_array_add(argv, data);
+    g_ptr_array_add(argv, "--state-dir");
+    g_ptr_array_add(argv, (char *)statedir);
+    for (guint i = 0; extra_args && extra_args[i]; i++)
+        g_ptr_array_add(argv, (char *)extra_args[i]);
+    g_ptr_array_add(argv, NULL);
+
+    g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
+    g_subprocess_launcher_set_stderr_file_path(launcher, d->stderr_path);
+    GError *error = NULL;
+    d->proc = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv->pdata, &error);
+    g_assert_no_error(error);
+    return d;
+}
+
+char *wbt_daemon_log(WbtDaemon *d)
+{
+    char *text = NULL;
+    if (!g_file_get_contents(d->stderr_path, &text, NULL, NULL))
+        return g_strdup("");
+    return text;
+}
+
+char *wbt_daemon_wait_log(WbtDaemon *d, const char *regex, guint timeout_ms)
+{
+    g_autoptr(GRegex) re = g_regex_new(regex, G_REGEX_MULTILINE, 0, NULL);
+    g_assert_nonnull(re);
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    do {
+        g_autofree char *log = wbt_daemon_log(d);
+        g_autoptr(GMatchInfo) info = NULL;
+        if (g_regex_match(re, log, 0, &info)) {
+            char *group = g_match_info_fetch(info, 1);
+            if (group && *group)
+                return group;
+            g_free(group);
+            return g_match_info_fetch(info, 0);
+        }
+        wbt_sleep(20);
+    } while (g_get_monotonic_time() < end);
+    return NULL;
+}
+
+void wbt_daemon_expect_log(WbtDaemon *d, const char *regex, guint timeout_ms)
+{
+    g_autofree char *found = wbt_daemon_wait_log(d, regex, timeout_ms);
+    if (!found) {
+        g_autofree char *log = wbt_daemon_log(d);
+        g_error("no line matching \"%s\" within %u ms in the daemon's stderr:\n%s", regex, timeout_ms, log);
+    }
+}
+
+guint wbt_daemon_count_log(WbtDaemon *d, const char *regex)
+{
+    g_autoptr(GRegex) re = g_regex_new(regex, G_REGEX_MULTILINE, 0, NULL);
+    g_autofree char *log = wbt_daemon_log(d);
+    g_autoptr(GMatchInfo) info = NULL;
+    guint n = 0;
+    g_regex_match(re, log, 0, &info);
+    while (g_match_info_matches(info)) {
+        n++;
+        g_match_info_next(info, NULL);
+    }
+    return n;
+}
+
+gboolean wbt_has_sanitizer_report(const char *log)
+{
+    return strstr(log, "ERROR: AddressSanitizer") || strstr(log, "ERROR: LeakSanitizer") ||
+           strstr(log, "runtime error:") || strstr(log, "SUMMARY: UndefinedBehaviorSanitizer");
+}
+
+int wbt_daemon_stop_status(WbtDaemon *d)
+{
+    g_subprocess_send_signal(d->proc, SIGTERM);
+    gboolean exited = wait_for(d->proc, 15000);
+    int status = exited ? g_subprocess_get_status(d->proc) : -1;
+    g_object_unref(d->proc);
+    wbt_tmpdir_free(d->dir);
+    g_free(d->stderr_path);
+    g_free(d);
+    return status;
+}
+
+void wbt_daemon_stop(WbtDaemon *d)
+{
+    g_subprocess_send_signal(d->proc, SIGTERM);
+    gboolean exited = wait_for(d->proc, 15000);
+    g_autofree char *log = wbt_daemon_log(d);
+    int status = exited ? g_subprocess_get_status(d->proc) : -1;
+    if (!exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || wbt_has_sanitizer_report(log)) {
+        g_printerr("---- daemon stderr ----\n%s\n----\n", log);
+        if (!exited)
+            g_error("the daemon did not stop within 15 s of SIGTERM");
+        if (wbt_has_sanitizer_report(log))
+            g_error("sanitizer report in the daemon's stderr");
+        if (WIFSIGNALED(status))
+            g_error("the daemon died of signal %d", WTERMSIG(status));
+        g_error("the daemon exited with status %d", WEXITSTATUS(status));
+    }
+    g_object_unref(d->proc);
+    wbt_tmpdir_free(d->dir);
+    g_free(d->stderr_path);
+    g_free(d);
+}
+
+/* ---- mbpoll ------------------------------------------------------------- */
+
+void wbt_read_free(WbtRead *r)
+{
+    if (!r)
+        return;
+    g_free(r->error);
+    if (r->words)
+        g_array_unref(r->words);
+    g_free(r);
+}
+
+static void target_args(GPtrArray *argv, const char *target, char **owned)
+{
+    if (g_str_has_prefix(target, "tcp:")) {
+        g_ptr_array_add(argv, "-m");
+        g_ptr_array_add(argv, "tcp");
+        g_ptr_array_add(argv, "-p");
+        g_ptr_array_add(argv, (char *)target + 4);
+        *owned = g_strdup("127.0.0.1");
+    } else {
+        g_assert_true(g_str_has_prefix(target, "rtu:"));
+        const char *args[] = {"-m", "rtu", "-b", "9600", "-P", "none", "-d", "8", "-s", "1"};
+        for (gsize i = 0; i < G_N_ELEMENTS(args); i++)
+            g_ptr_array_add(argv, (char *)args[i]);
+        *owned = g_strdup(target + 4);
+    }
+}
+
+static char *failure_message(const char *out, const char *err)
+{
+    const char *text = strstr(err, "failed: ") ? err : strstr(out, "failed: ") ? out : NULL;
+    if (!text)
+        return NULL;
+    const char *msg = strstr(text, "failed: ") + strlen("failed: ");
+    const char *end = strchr(msg, '\n');
+    return end ? g_strndup(msg, (gsize)(end - msg)) : g_strdup(msg);
+}
+
+WbtRead *wbt_mbpoll_read(const char *target, guint unit, guint fc, guint addr, guint count)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(NULL);
+    g_autofree char *host = NULL;
+    g_autofree char *a = g_strdup_printf("%u", unit);
+    g_autofree char *r = g_strdup_printf("%u", addr);
+    g_autofree char *c = g_strdup_printf("%u", count);
+    g_ptr_array_add(argv, "mbpoll");
+    target_args(argv, target, &host);
+    g_ptr_array_add(argv, "-a");
+    g_ptr_array_add(argv, a);
+    g_ptr_array_add(argv, "-t");
+    g_ptr_array_add(argv, fc == 4 ? "3:hex" : "4:hex");
+    g_ptr_array_add(argv, "-0");
+    g_ptr_array_add(argv, "-r");
+    g_ptr_array_add(argv, r);
+    g_ptr_array_add(argv, "-c");
+    g_ptr_array_add(argv, c);
+    g_ptr_array_add(argv, "-o");
+    g_ptr_array_add(argv, "0.5");
+    g_ptr_array_add(argv, "-1");
+    g_ptr_array_add(argv, host);
+    g_ptr_array_add(argv, NULL);
+
+    g_autofree char *out = NULL, *err = NULL;
+    wbt_run((const char *const *)argv->pdata, 10000, &out, &err);
+    WbtRead *res = g_new0(WbtRead, 1);
+    res->words = g_array_new(FALSE, FALSE, sizeof(guint16));
+    res->error = failure_message(out, err);
+    g_autoptr(GRegex) re = g_regex_new("^\\[(\\d+)\\]:\\s+0x([0-9A-Fa-f]{4})$", G_REGEX_MULTILINE, 0, NULL);
+    g_autoptr(GMatchInfo) info = NULL;
+    g_regex_match(re, out, 0, &info);
+    while (g_match_info_matches(info)) {
+        g_autofree char *hex = g_match_info_fetch(info, 2);
+        guint16 w = (guint16)g_ascii_strtoull(hex, NULL, 16);
+        g_array_append_val(res->words, w);
+        g_match_info_next(info, NULL);
+    }
+    res->ok = !res->error && res->words->len == count;
+    if (!res->ok && !res->error)
+        res->error = g_strdup_printf("mbpoll read %u of %u registers:\n%s\n%s", res->words->len, count, out, err);
+    return res;
+}
+
+char *wbt_mbpoll_write(const char *target, guint unit, guint addr, int value)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autofree char *host = NULL;
+    g_autofree char *a = g_strdup_printf("%u", unit);
+    g_autofree char *r = g_strdup_printf("%u", addr);
+    g_autofree char *v = g_strdup_printf("%d", value);
+    g_ptr_array_add(argv, "mbpoll");
+    target_args(argv, target, &host);
+    const char *args[] = {"-a", a, "-t", "4", "-0", "-r", r, "-o", "0.5", "-1", host, "--", v};
+    for (gsize i = 0; i < G_N_ELEMENTS(args); i++)
+        g_ptr_array_add(argv, (char *)args[i]);
+    g_ptr_array_add(argv, NULL);
+    g_autofree char *out = NULL, *err = NULL;
+    wbt_run((const char *const *)argv->pdata, 10000, &out, &err);
+    char *msg = failure_message(out, err);
+    if (!msg && !strstr(out, "Written 1 references"))
+        msg = g_strdup_printf("unexpected mbpoll output:\n%s\n%s", out, err);
+    return msg;
+}
+
+void wbt_assert_words(const WbtRead *r, const guint16 *expected, guint n, const char *what)
+{
+    if (!r->ok)
+        g_error("%s: read failed: %s", what, r->error);
+    g_assert_cmpuint(r->words->len, ==, n);
+    for (guint i = 0; i < n; i++) {
+        guint16 got = g_array_index(r->words, guint16, i);
+        if (got != expected[i]) {
+            GString *s = g_string_new(NULL);
+            for (guint j = 0; j < n; j++)
+                g_string_append_printf(s, " %04X/%04X", g_array_index(r->words, guint16, j), expected[j]);
+            g_error("%s: word %u is 0x%04X, expected 0x%04X (got/expected:%s)", what, i, got, expected[i], s->str);
+        }
+    }
+}
+
+/* ---- MQTT --------------------------------------------------------------- */
+
+static gboolean port_open(guint port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((guint16)port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    gboolean ok = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+    close(fd);
+    return ok;
+}
+
+WbtBroker *wbt_broker_start(void)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        WbtBroker *b = g_new0(WbtBroker, 1);
+        b->dir = wbt_tmpdir_new();
+        b->port = wbt_free_port();
+        g_autofree char *conf = g_strdup_printf("listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n",
+                                                b->port);
+        g_autofree char *path = wbt_write(b->dir, "mosquitto.conf", conf);
+        g_autofree char *log = g_build_filename(b->dir, "mosquitto.log", NULL);
+        g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+        g_subprocess_launcher_set_stderr_file_path(launcher, log);
+        GError *error = NULL;
+        const char *argv[] = {"mosquitto", "-c", path, NULL};
+        b->proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
+        g_assert_no_error(error);
+        for (int i = 0; i < 200 && !port_open(b->port); i++)
+            wbt_sleep(10);
+        if (port_open(b->port))
+            return b;
+        wbt_broker_stop(b); /* the port was taken meanwhile: try another */
+    }
+    g_error("could not start mosquitto");
+    return NULL;
+}
+
+void wbt_broker_stop(WbtBroker *b)
+{
+    if (!b)
+        return;
+    g_subprocess_send_signal(b->proc, SIGTERM);
+    wait_for(b->proc, 5000);
+    g_object_unref(b->proc);
+    wbt_tmpdir_free(b->dir);
+    g_free(b);
+}
+
+void wbt_publish(WbtBroker *b, const char *topic, const char *payload, gboolean retain)
+{
+    g_autofree char *port = g_strdup_printf("%u", b->port);
+    const char *argv[] = {"mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-t", topic, "-m", payload,
+                          retain ? "-r" : NULL, NULL};
+    g_autofree char *err = NULL;
+    int status = wbt_run(argv, 10000, NULL, &err);
+    if (!g_spawn_check_wait_status(status, NULL))
+        g_error("mosquitto_pub failed: %s", err);
+}
+
+/* ---- serial lines --------------------------------------------------------- */
+
+WbtPty *wbt_pty_start(const char *dir, const char *name)
+{
+    WbtPty *p = g_new0(WbtPty, 1);
+    p->a = g_strdup_printf("%s/%s-a", dir, name);
+    p->b = g_strdup_printf("%s/%s-b", dir, name);
+    g_autofree char *ea = g_strdup_printf("pty,raw,echo=0,link=%s", p->a);
+    g_autofree char *eb = g_strdup_printf("pty,raw,echo=0,link=%s", p->b);
+    const char *argv[] = {"socat", ea, eb, NULL};
+    GError *error = NULL;
+    p->proc = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDERR_SILENCE, &error);
+    g_assert_no_error(error);
+    for (int i = 0; i < 300; i++) {
+        if (g_file_test(p->a, G_FILE_TEST_EXISTS) && g_file_test(p->b, G_FILE_TEST_EXISTS))
+            return p;
+        wbt_sleep(10);
+    }
+    g_error("socat did not create %s and %s", p->a, p->b);
+    return NULL;
+}
+
+void wbt_pty_stop(WbtPty *p)
+{
+    if (!p)
+        return;
+    g_subprocess_send_signal(p->proc, SIGTERM);
+    wait_for(p->proc, 5000);
+    g_object_unref(p->proc);
+    g_free(p->a);
+    g_free(p->b);
+    g_free(p);
+}

@@ -1,0 +1,108 @@
+/* Test harness for integration tests: temporary directories, the real
+ * daemon, and the independent programs the tests talk to it with (mbpoll,
+ * mosquitto, mosquitto_pub, socat).
+ *
+ * Every daemon a test starts is stopped with SIGTERM by wbt_daemon_stop(),
+ * which fails the test on a non-zero exit, a timeout, or a sanitizer report
+ * on the daemon's stderr. */
+#pragma once
+
+#include <glib.h>
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+/* ---- temporary directories ------------------------------------------- */
+
+/* A fresh directory, removed recursively by wbt_tmpdir_free(). */
+char *wbt_tmpdir_new(void);
+void wbt_tmpdir_free(char *dir);
+/* Writes @text to @dir/@name (creating parent directories); returns the path. */
+char *wbt_write(const char *dir, const char *name, const char *text);
+
+/* ---- the daemon --------------------------------------------------------- */
+
+typedef struct {
+    GSubprocess *proc;
+    char *stderr_path;
+    char *dir;
+} WbtDaemon;
+
+/* Starts build/host/wattbridge --verbose with @confdir, the build's plugin
+ * directory, the source data directory and @statedir, plus @extra_args
+ * (NULL-terminated, may be NULL). */
+WbtDaemon *wbt_daemon_start(const char *confdir, const char *statedir, const char *const *extra_args);
+/* Waits up to @timeout_ms for a stderr line matching @regex (from the start
+ * of the log); returns the first capture group (or the whole match), or
+ * NULL after the timeout. */
+char *wbt_daemon_wait_log(WbtDaemon *d, const char *regex, guint timeout_ms);
+/* Asserts that a line matching @regex appears within @timeout_ms. */
+void wbt_daemon_expect_log(WbtDaemon *d, const char *regex, guint timeout_ms);
+/* Like wbt_daemon_wait_log() but counts the matches so far. */
+guint wbt_daemon_count_log(WbtDaemon *d, const char *regex);
+/* The daemon's stderr so far. */
+char *wbt_daemon_log(WbtDaemon *d);
+/* SIGTERM, wait up to 15 s; asserts exit status 0 and no sanitizer report. */
+void wbt_daemon_stop(WbtDaemon *d);
+/* For a test that expects the daemon to fail: SIGTERM and return its wait status. */
+int wbt_daemon_stop_status(WbtDaemon *d);
+/* TRUE when @log contains an AddressSanitizer/LeakSanitizer/UBSan report. */
+gboolean wbt_has_sanitizer_report(const char *log);
+
+/* ---- processes ---------------------------------------------------------- */
+
+/* Runs @argv to completion (at most @timeout_ms, then killed); returns its
+ * exit status and stdout/stderr. */
+int wbt_run(const char *const *argv, guint timeout_ms, char **out, char **err);
+/* Iterates the default main context for @ms milliseconds. */
+void wbt_sleep(guint ms);
+/* A TCP port that was free on 127.0.0.1 a moment ago. */
+guint wbt_free_port(void);
+
+/* ---- mbpoll ------------------------------------------------------------- */
+
+typedef struct {
+    gboolean ok;
+    char *error;       /* mbpoll's failure message ("Illegal data address") */
+    GArray *words;     /* guint16: the registers read */
+} WbtRead;
+
+void wbt_read_free(WbtRead *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbtRead, wbt_read_free)
+
+/* mbpoll -1 -0 -t 4:hex (or 3:hex with @fc == 4) -r @addr -c @count -a @unit
+ * against @target: "tcp:PORT" (127.0.0.1) or "rtu:/dev/..." (9600 8N1). */
+WbtRead *wbt_mbpoll_read(const char *target, guint unit, guint fc, guint addr, guint count);
+/* mbpoll write of @value (a 16-bit register) at @addr; returns NULL on
+ * success or mbpoll's failure message. */
+char *wbt_mbpoll_write(const char *target, guint unit, guint addr, int value);
+/* Asserts that @r holds exactly @n words equal to @expected. */
+void wbt_assert_words(const WbtRead *r, const guint16 *expected, guint n, const char *what);
+
+/* ---- MQTT --------------------------------------------------------------- */
+
+typedef struct {
+    GSubprocess *proc;
+    guint port;
+    char *dir;
+} WbtBroker;
+
+/* A mosquitto broker on 127.0.0.1 at a free port, anonymous access. */
+WbtBroker *wbt_broker_start(void);
+void wbt_broker_stop(WbtBroker *b);
+/* mosquitto_pub -h 127.0.0.1 -p PORT -t @topic -m @payload [-r] */
+void wbt_publish(WbtBroker *b, const char *topic, const char *payload, gboolean retain);
+
+/* ---- serial lines --------------------------------------------------------- */
+
+typedef struct {
+    GSubprocess *proc;
+    char *a;           /* one end, for the daemon */
+    char *b;           /* the other, for the master */
+} WbtPty;
+
+/* socat pty,raw,echo=0,link=@dir/NAME-a pty,raw,echo=0,link=@dir/NAME-b */
+WbtPty *wbt_pty_start(const char *dir, const char *name);
+void wbt_pty_stop(WbtPty *p);
+
+G_END_DECLS

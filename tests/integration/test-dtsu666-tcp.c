@@ -1,0 +1,257 @@
+/* Integration: replay -> dtsu666 on Modbus TCP, read with mbpoll.
+ *
+ * Expected register words are literals from shared/reference/
+ * register-maps.md (section 1.6 test vectors and Appendix A), never
+ * computed with our encoder or read from our map. */
+#include "wbt.h"
+
+#include <math.h>
+
+/* The OpenEMS test vectors (register-maps.md 1.6) as a trace. */
+static const char trace[] =
+    "time,pv/power,pv/l1/power,pv/l2/power,pv/l3/power,pv/l1/voltage,pv/l2/voltage,pv/l3/voltage,"
+    "pv/l1/current,pv/l2/current,pv/l3/current,pv/frequency,pv/energy-import,rev/power,rev/energy-import\n"
+    "00:00:00,2850,1048,1089,713,230.9,231.1,230.7,5.25,4.7,4.1,50.015,5678.234,1500,12.5\n"
+    "00:00:01,2850,1048,1089,713,230.9,231.1,230.7,5.25,4.7,4.1,50.015,5678.234,1500,12.5\n"
+    "00:00:02,2850,1048,1089,713,230.9,231.1,230.7,5.25,4.7,4.1,50.015,5678.234,1500,12.5\n";
+
+static const char meter_conf[] =
+    "[meter]\n"
+    "plugin = dtsu666\n"
+    "transport = tcp\n"
+    "port = 0\n"
+    "point.power = trace/pv/power\n"
+    "point.power-l1 = trace/pv/l1/power\n"
+    "point.power-l2 = trace/pv/l2/power\n"
+    "point.power-l3 = trace/pv/l3/power\n"
+    "point.voltage-l1 = trace/pv/l1/voltage\n"
+    "point.voltage-l2 = trace/pv/l2/voltage\n"
+    "point.voltage-l3 = trace/pv/l3/voltage\n"
+    "point.current-l1 = trace/pv/l1/current\n"
+    "point.current-l2 = trace/pv/l2/current\n"
+    "point.current-l3 = trace/pv/l3/current\n"
+    "point.frequency = trace/pv/frequency\n"
+    "point.energy-import = trace/pv/energy-import\n"
+    "\n"
+    "[reverse]\n"
+    "plugin = dtsu666\n"
+    "transport = tcp\n"
+    "port = 0\n"
+    "unit-id = 3\n"
+    "direction = reverse\n"
+    "phases = 1\n"
+    "point.power = trace/rev/power\n"
+    "point.energy-import = trace/rev/energy-import\n";
+
+typedef struct {
+    char *dir;
+    char *confdir;
+    char *statedir;
+    WbtDaemon *daemon;
+    char *meter;    /* "tcp:PORT" */
+    char *reverse;
+} Fixture;
+
+static char *wait_port(WbtDaemon *d, const char *instance)
+{
+    g_autofree char *re = g_strdup_printf("\\[%s\\] serving Modbus TCP on 127\\.0\\.0\\.1:(\\d+)", instance);
+    g_autofree char *port = wbt_daemon_wait_log(d, re, 10000);
+    g_assert_nonnull(port);
+    return g_strdup_printf("tcp:%s", port);
+}
+
+static void setup(Fixture *f, gconstpointer data)
+{
+    f->dir = wbt_tmpdir_new();
+    f->confdir = g_build_filename(f->dir, "conf.d", NULL);
+    f->statedir = g_build_filename(f->dir, "state", NULL);
+    g_autofree char *tpath = wbt_write(f->dir, "trace.csv", trace);
+    g_autofree char *src = g_strdup_printf("[trace]\nplugin = replay\ntrace = %s\n", tpath);
+    g_free(wbt_write(f->confdir, "10-trace.conf", src));
+    g_free(wbt_write(f->confdir, "20-meter.conf", meter_conf));
+    f->daemon = wbt_daemon_start(f->confdir, f->statedir, NULL);
+    f->meter = wait_port(f->daemon, "meter");
+    f->reverse = wait_port(f->daemon, "reverse");
+    wbt_daemon_expect_log(f->daemon, "\\[meter\\] serving measurements", 10000);
+    wbt_daemon_expect_log(f->daemon, "\\[reverse\\] serving measurements", 10000);
+}
+
+static void teardown(Fixture *f, gconstpointer data)
+{
+    wbt_daemon_stop(f->daemon);
+    g_free(f->meter);
+    g_free(f->reverse);
+    g_free(f->confdir);
+    g_free(f->statedir);
+    wbt_tmpdir_free(f->dir);
+}
+
+static void assert_read(const char *target, guint unit, guint fc, guint addr, const guint16 *expected, guint n,
+                        const char *what)
+{
+    g_autoptr(WbtRead) r = wbt_mbpoll_read(target, unit, fc, addr, n);
+    wbt_assert_words(r, expected, n, what);
+}
+
+static void test_vectors(Fixture *f, gconstpointer data)
+{
+    /* Ua, Ub, Uc: 230.9, 231.1, 230.7 V */
+    static const guint16 u[] = {0x4510, 0x5000, 0x4510, 0x7000, 0x4510, 0x3000};
+    assert_read(f->meter, 1, 3, 0x2006, u, G_N_ELEMENTS(u), "Ua..Uc");
+    /* Ia, Ib, Ic: 5.250, 4.700, 4.100 A */
+    static const guint16 i[] = {0x45A4, 0x1000, 0x4592, 0xE000, 0x4580, 0x2000};
+    assert_read(f->meter, 1, 3, 0x200C, i, G_N_ELEMENTS(i), "Ia..Ic");
+    /* Pt, Pa, Pb, Pc: 2850, 1048, 1089, 713 W */
+    static const guint16 p[] = {0x46DE, 0xA800, 0x4623, 0xC000, 0x462A, 0x2800, 0x45DE, 0xD000};
+    assert_read(f->meter, 1, 3, 0x2012, p, G_N_ELEMENTS(p), "Pt..Pc");
+    /* Freq 50.015 Hz */
+    static const guint16 hz[] = {0x459C, 0x4C00};
+    assert_read(f->meter, 1, 3, 0x2044, hz, G_N_ELEMENTS(hz), "Freq");
+    /* PFt: no reactive power wired, so S = P and PF = 1.000 */
+    static const guint16 pf[] = {0x447A, 0x0000};
+    assert_read(f->meter, 1, 3, 0x202A, pf, G_N_ELEMENTS(pf), "PFt");
+    /* IrAt = 1, UrAt = 10 (Appendix A reply 01 03 04 00 01 00 0A) */
+    static const guint16 ratios[] = {0x0001, 0x000A};
+    assert_read(f->meter, 1, 3, 0x0006, ratios, G_N_ELEMENTS(ratios), "IrAt/UrAt");
+    /* ImpEp 5678.234 kWh, at 0x101E and its mirrors 0x401E and 0x4000 */
+    static const guint16 e[] = {0x45B1, 0x71DF};
+    assert_read(f->meter, 1, 3, 0x101E, e, G_N_ELEMENTS(e), "ImpEp");
+    assert_read(f->meter, 1, 3, 0x401E, e, G_N_ELEMENTS(e), "ImpEp mirror 0x401E");
+    assert_read(f->meter, 1, 3, 0x4000, e, G_N_ELEMENTS(e), "energy 0x4000");
+    /* FC04 reads the same image (Appendix A: FC04 reply for Pt) */
+    static const guint16 pt[] = {0x46DE, 0xA800};
+    assert_read(f->meter, 1, 4, 0x2012, pt, G_N_ELEMENTS(pt), "Pt by FC04");
+}
+
+static void test_reverse(Fixture *f, gconstpointer data)
+{
+    /* direction = reverse: 1500 W of production served as Pt = -1500 W
+     * (Appendix A: C6 6A 60 00), and the energy counted in ExpEp */
+    static const guint16 pt[] = {0xC66A, 0x6000};
+    assert_read(f->reverse, 3, 3, 0x2012, pt, G_N_ELEMENTS(pt), "reverse Pt");
+    /* phases = 1: Pa = Pt, Pb = Pc = 0 */
+    static const guint16 phases[] = {0xC66A, 0x6000, 0x0000, 0x0000, 0x0000, 0x0000};
+    assert_read(f->reverse, 3, 3, 0x2014, phases, G_N_ELEMENTS(phases), "reverse Pa..Pc");
+    /* ImpEp 0, ExpEp 12.5 kWh (0x4148 0x0000) */
+    static const guint16 zero[] = {0x0000, 0x0000};
+    assert_read(f->reverse, 3, 3, 0x101E, zero, G_N_ELEMENTS(zero), "reverse ImpEp");
+    static const guint16 exp[] = {0x4148, 0x0000};
+    assert_read(f->reverse, 3, 3, 0x1028, exp, G_N_ELEMENTS(exp), "reverse ExpEp");
+    /* no voltage wired: the map's default, nominal 230 V = 2300.0 (0x450F 0xC000) */
+    static const guint16 ua[] = {0x450F, 0xC000};
+    assert_read(f->reverse, 3, 3, 0x2006, ua, G_N_ELEMENTS(ua), "default Ua");
+    /* nominal frequency 50 Hz = 5000.0 */
+    static const guint16 hz[] = {0x459C, 0x4000};
+    assert_read(f->reverse, 3, 3, 0x2044, hz, G_N_ELEMENTS(hz), "default Freq");
+    /* the served unit id is in Addr */
+    static const guint16 addr[] = {0x0003};
+    assert_read(f->reverse, 3, 3, 0x002E, addr, 1, "Addr");
+}
+
+static void test_gap_read_through(Fixture *f, gconstpointer data)
+{
+    /* Growatt reads 0x202A x 28, across the undocumented 0x2032-0x2043:
+     * the gap reads as zeros, then Freq */
+    g_autoptr(WbtRead) r = wbt_mbpoll_read(f->meter, 1, 3, 0x202A, 28);
+    g_assert_true(r->ok);
+    g_assert_cmpuint(g_array_index(r->words, guint16, 0), ==, 0x447A);
+    for (guint k = 8; k < 26; k++)
+        g_assert_cmpuint(g_array_index(r->words, guint16, k), ==, 0);
+    g_assert_cmpuint(g_array_index(r->words, guint16, 26), ==, 0x459C);
+    g_assert_cmpuint(g_array_index(r->words, guint16, 27), ==, 0x4C00);
+}
+
+static void test_exceptions(Fixture *f, gconstpointer data)
+{
+    /* outside every block: exception 02 */
+    g_autoptr(WbtRead) outside = wbt_mbpoll_read(f->meter, 1, 3, 0x3000, 2);
+    g_assert_false(outside->ok);
+    g_assert_cmpstr(outside->error, ==, "Illegal data address");
+    /* a block's end crossed: exception 02 */
+    g_autoptr(WbtRead) crossing = wbt_mbpoll_read(f->meter, 1, 3, 0x2050, 4);
+    g_assert_cmpstr(crossing->error, ==, "Illegal data address");
+    /* another unit id over TCP: exception 0B (gateway target failed) */
+    g_autoptr(WbtRead) other = wbt_mbpoll_read(f->meter, 7, 3, 0x2000, 2);
+    g_assert_cmpstr(other->error, ==, "Target device failed to respond");
+
+    /* a parameter write is accepted, stored and read back */
+    g_autofree char *w = wbt_mbpoll_write(f->meter, 1, 0x002E, 5);
+    g_assert_null(w);
+    wbt_daemon_expect_log(f->daemon, "a master wrote Addr = 5", 5000);
+    static const guint16 five[] = {5};
+    assert_read(f->meter, 1, 3, 0x002E, five, 1, "Addr after write");
+    /* the unit id served did not change */
+    static const guint16 pt[] = {0x46DE, 0xA800};
+    assert_read(f->meter, 1, 3, 0x2012, pt, 2, "Pt at unit 1 after the write");
+    /* out of range: exception 03 */
+    g_autofree char *big = wbt_mbpoll_write(f->meter, 1, 0x002E, 300);
+    g_assert_cmpstr(big, ==, "Illegal data value");
+    /* read-only: exception 02 */
+    g_autofree char *ro = wbt_mbpoll_write(f->meter, 1, 0x0000, 5);
+    g_assert_cmpstr(ro, ==, "Illegal data address");
+    g_autofree char *meas = wbt_mbpoll_write(f->meter, 1, 0x2006, 5);
+    g_assert_cmpstr(meas, ==, "Illegal data address");
+}
+
+static double word_float(const WbtRead *r, guint i)
+{
+    union {
+        guint32 u;
+        float f;
+    } c = {.u = (guint32)g_array_index(r->words, guint16, i) << 16 | g_array_index(r->words, guint16, i + 1)};
+    return c.f;
+}
+
+/* The shipped demo configuration, on a free port: what the README runs. */
+static void test_demo(void)
+{
+    g_autofree char *dir = wbt_tmpdir_new();
+    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
+    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
+    const char *names[] = {"10-trace.conf", "20-pv-meter.conf"};
+    for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *src = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "conf.d", names[i], NULL);
+        g_autofree char *text = NULL;
+        g_assert_true(g_file_get_contents(src, &text, NULL, NULL));
+        g_autoptr(GRegex) re = g_regex_new("^port = 5020$", G_REGEX_MULTILINE, 0, NULL);
+        g_autofree char *patched = g_regex_replace_literal(re, text, -1, 0, "port = 0", 0, NULL);
+        g_free(wbt_write(confdir, names[i], patched));
+    }
+    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_autofree char *target = wait_port(d, "pv-meter");
+    wbt_daemon_expect_log(d, "\\[pv-meter\\] serving measurements", 15000);
+
+    g_autoptr(WbtRead) r = wbt_mbpoll_read(target, 1, 3, 0x2000, 32);
+    if (!r->ok)
+        g_error("%s", r->error);
+    double uab = word_float(r, 0) / 10, ua = word_float(r, 6) / 10, ub = word_float(r, 8) / 10,
+           uc = word_float(r, 10) / 10;
+    double pt = word_float(r, 18) / 10, pa = word_float(r, 20) / 10, pb = word_float(r, 22) / 10,
+           pc = word_float(r, 24) / 10;
+    g_test_message("demo: Ua %.1f Ub %.1f Uc %.1f Uab %.1f Pt %.1f = %.1f + %.1f + %.1f", ua, ub, uc, uab, pt, pa, pb,
+                   pc);
+    /* 10:00 on a sunny day: the inverter produces, voltages in 225..245 V */
+    double phases[] = {ua, ub, uc};
+    for (gsize k = 0; k < G_N_ELEMENTS(phases); k++)
+        g_assert_true(phases[k] >= 225 && phases[k] <= 245);
+    g_assert_cmpfloat(fabs(uab - sqrt(ua * ua + ub * ub + ua * ub)), <, 0.2);
+    g_assert_cmpfloat(pt, >, 100);
+    g_assert_cmpfloat(fabs(pt - (pa + pb + pc)), <, 1.0);
+    g_autoptr(WbtRead) hz = wbt_mbpoll_read(target, 1, 3, 0x2044, 2);
+    g_assert_true(hz->ok);
+    g_assert_cmpfloat(word_float(hz, 0), >=, 4995);
+    g_assert_cmpfloat(word_float(hz, 0), <=, 5005);
+    wbt_daemon_stop(d);
+    wbt_tmpdir_free(g_steal_pointer(&dir));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add("/dtsu666/tcp/vectors", Fixture, NULL, setup, test_vectors, teardown);
+    g_test_add("/dtsu666/tcp/reverse-and-defaults", Fixture, NULL, setup, test_reverse, teardown);
+    g_test_add("/dtsu666/tcp/gap-read-through", Fixture, NULL, setup, test_gap_read_through, teardown);
+    g_test_add("/dtsu666/tcp/exceptions-and-writes", Fixture, NULL, setup, test_exceptions, teardown);
+    g_test_add_func("/dtsu666/tcp/demo", test_demo);
+    return g_test_run();
+}
