@@ -250,6 +250,8 @@ static void set_mode(Dtsu *d, int mode, const char *reason)
         if (d->mode != mode)
             wb_log(d->inst, d->mode == WB_MODBUS_SERVE ? WB_LOG_WARNING : WB_LOG_NOTICE, "%s%s%s", what[mode],
                    reason ? ": " : "", reason ? reason : "");
+        else if (reason)
+            wb_log(d->inst, WB_LOG_INFO, "still %s: %s", what[mode], reason);
         g_free(d->mode_reason);
         d->mode_reason = g_strdup(reason);
     }

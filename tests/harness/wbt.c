@@ -6,6 +6,7 @@
 #include <glib/gstdio.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,6 +67,20 @@ char *wbt_write(const char *dir, const char *name, const char *text)
 
 /* ---- processes ---------------------------------------------------------- */
 
+/* Every child dies with the test: a test that aborts must not leave a
+ * daemon, broker or socat running (nor holding meson's output pipe). */
+static void die_with_parent(gpointer data)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static GSubprocessLauncher *launcher_new(GSubprocessFlags flags)
+{
+    GSubprocessLauncher *l = g_subprocess_launcher_new(flags);
+    g_subprocess_launcher_set_child_setup(l, die_with_parent, NULL, NULL);
+    return l;
+}
+
 void wbt_sleep(guint ms)
 {
     gint64 end = g_get_monotonic_time() + (gint64)ms * 1000;
@@ -118,8 +133,8 @@ static void on_communicated(GObject *source, GAsyncResult *res, gpointer user_da
 int wbt_run(const char *const *argv, guint timeout_ms, char **out, char **err)
 {
     GError *error = NULL;
-    GSubprocess *proc = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                                          &error);
+    g_autoptr(GSubprocessLauncher) launcher = launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    GSubprocess *proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
     g_assert_no_error(error);
     Communicated c = {0};
     g_subprocess_communicate_utf8_async(proc, NULL, NULL, on_communicated, &c);
@@ -184,7 +199,7 @@ WbtDaemon *wbt_daemon_start(const char *confdir, const char *statedir, const cha
         g_ptr_array_add(argv, (char *)extra_args[i]);
     g_ptr_array_add(argv, NULL);
 
-    g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
+    g_autoptr(GSubprocessLauncher) launcher = launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
     g_subprocess_launcher_set_stderr_file_path(launcher, d->stderr_path);
     GError *error = NULL;
     d->proc = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv->pdata, &error);
@@ -415,27 +430,35 @@ static gboolean port_open(guint port)
     return ok;
 }
 
+WbtBroker *wbt_broker_start_on(guint port)
+{
+    WbtBroker *b = g_new0(WbtBroker, 1);
+    b->dir = wbt_tmpdir_new();
+    b->port = port;
+    g_autofree char *conf = g_strdup_printf("listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n", port);
+    g_autofree char *path = wbt_write(b->dir, "mosquitto.conf", conf);
+    g_autofree char *log = g_build_filename(b->dir, "mosquitto.log", NULL);
+    g_autoptr(GSubprocessLauncher) launcher = launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+    g_subprocess_launcher_set_stderr_file_path(launcher, log);
+    GError *error = NULL;
+    const char *argv[] = {"mosquitto", "-c", path, NULL};
+    b->proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
+    g_assert_no_error(error);
+    for (int i = 0; i < 150 && !port_open(b->port); i++)
+        wbt_sleep(10);
+    if (port_open(b->port))
+        return b;
+    wbt_broker_stop(b);
+    return NULL;
+}
+
 WbtBroker *wbt_broker_start(void)
 {
+    /* a free port may be taken between the check and mosquitto's bind */
     for (int attempt = 0; attempt < 5; attempt++) {
-        WbtBroker *b = g_new0(WbtBroker, 1);
-        b->dir = wbt_tmpdir_new();
-        b->port = wbt_free_port();
-        g_autofree char *conf = g_strdup_printf("listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n",
-                                                b->port);
-        g_autofree char *path = wbt_write(b->dir, "mosquitto.conf", conf);
-        g_autofree char *log = g_build_filename(b->dir, "mosquitto.log", NULL);
-        g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
-        g_subprocess_launcher_set_stderr_file_path(launcher, log);
-        GError *error = NULL;
-        const char *argv[] = {"mosquitto", "-c", path, NULL};
-        b->proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
-        g_assert_no_error(error);
-        for (int i = 0; i < 200 && !port_open(b->port); i++)
-            wbt_sleep(10);
-        if (port_open(b->port))
+        WbtBroker *b = wbt_broker_start_on(wbt_free_port());
+        if (b)
             return b;
-        wbt_broker_stop(b); /* the port was taken meanwhile: try another */
     }
     g_error("could not start mosquitto");
     return NULL;
@@ -474,7 +497,8 @@ WbtPty *wbt_pty_start(const char *dir, const char *name)
     g_autofree char *eb = g_strdup_printf("pty,raw,echo=0,link=%s", p->b);
     const char *argv[] = {"socat", ea, eb, NULL};
     GError *error = NULL;
-    p->proc = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDERR_SILENCE, &error);
+    g_autoptr(GSubprocessLauncher) launcher = launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+    p->proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
     g_assert_no_error(error);
     for (int i = 0; i < 300; i++) {
         if (g_file_test(p->a, G_FILE_TEST_EXISTS) && g_file_test(p->b, G_FILE_TEST_EXISTS))

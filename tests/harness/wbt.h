@@ -89,6 +89,8 @@ typedef struct {
 
 /* A mosquitto broker on 127.0.0.1 at a free port, anonymous access. */
 WbtBroker *wbt_broker_start(void);
+/* The same on @port; NULL when the port cannot be had. */
+WbtBroker *wbt_broker_start_on(guint port);
 void wbt_broker_stop(WbtBroker *b);
 /* mosquitto_pub -h 127.0.0.1 -p PORT -t @topic -m @payload [-r] */
 void wbt_publish(WbtBroker *b, const char *topic, const char *payload, gboolean retain);

@@ -349,6 +349,25 @@ static void test_check_config(Tmp *t, gconstpointer data)
     assert_contains(out, "configuration OK");
 }
 
+/* The shipped example installations validate (no device is opened). */
+static void test_examples(void)
+{
+    g_autofree char *examples = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "conf.d", "examples", NULL);
+    g_autofree char *data = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "data", NULL);
+    const char *argv[] = {g_getenv("WB_TEST_DAEMON"), "--check-config", "--config-dir", examples, "--plugin-dir",
+                          g_getenv("WB_PLUGIN_DIR"), "--data-dir", data, NULL};
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    int status = 0;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, NULL));
+    g_test_message("%s%s", out, err);
+    g_assert_true(g_spawn_check_wait_status(status, NULL));
+    assert_contains(out, "[growatt] ");
+    assert_contains(out, "plugin mqtt");
+    assert_contains(out, "[pv-meter] ");
+    assert_contains(out, "configuration OK");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -373,6 +392,7 @@ int main(int argc, char **argv)
     ADD("/config/options/defaults", test_defaults);
     ADD("/config/check-config", test_check_config);
     g_test_add_func("/config/options/durations", test_durations);
+    g_test_add_func("/config/examples", test_examples);
     int rc = g_test_run();
     wb_plugin_free(good);
     return rc;

@@ -1,0 +1,242 @@
+/* Integration: PV data published to a real Mosquitto broker comes out of
+ * the emulated DTSU666, read with mbpoll over Modbus TCP.
+ *
+ * Expected words are literals from shared/reference/: device-apis.md 3.4
+ * (the register fixture derived from the Growatt sample payload) and
+ * register-maps.md 1.6 (the OpenEMS vectors). */
+#include "wbt.h"
+
+/* device-apis.md sample 3.3a, verbatim. */
+static const char growatt_sample[] =
+    "{\"InverterStatus\":1,\"InputPower\":3504.7,\"PV1Voltage\":352.1,\"PV1InputCurrent\":5.2,\"PV1InputPower\":1830.9,"
+    "\"PV2Voltage\":348.7,\"PV2InputCurrent\":4.8,\"PV2InputPower\":1673.8,\"OutputPower\":3380.2,\"GridFrequency\":50.01,"
+    "\"L1ThreePhaseGridVoltage\":231.2,\"L1ThreePhaseGridOutputCurrent\":4.8,\"L1ThreePhaseGridOutputPower\":1127.1,"
+    "\"L2ThreePhaseGridVoltage\":232.5,\"L2ThreePhaseGridOutputCurrent\":4.8,\"L2ThreePhaseGridOutputPower\":1126.4,"
+    "\"L3ThreePhaseGridVoltage\":230.8,\"L3ThreePhaseGridOutputCurrent\":4.9,\"L3ThreePhaseGridOutputPower\":1126.7,"
+    "\"TodayGenerateEnergy\":12.4,\"TotalGenerateEnergy\":8734.6,\"TWorkTimeTotal\":9821534.5,\"PV1EnergyToday\":6.5,"
+    "\"PV1EnergyTotal\":4480.2,\"PV2EnergyToday\":6.3,\"PV2EnergyTotal\":4391.7,\"PVEnergyTotal\":8871.9,"
+    "\"InverterTemperature\":41.3,\"TemperatureInsideIPM\":45.0,\"BoostTemperature\":39.8,\"DischargePower\":0,"
+    "\"ChargePower\":0,\"BatteryVoltage\":0,\"SOC\":0,\"ACPowerToUser\":0,\"ACPowerToUserTotal\":0,\"ACPowerToGrid\":2105.3,"
+    "\"ACPowerToGridTotal\":2105.3,\"INVPowerToLocalLoad\":1274.9,\"INVPowerToLocalLoadTotal\":1274.9,"
+    "\"BatteryTemperature\":0,\"BatteryState\":0,\"EnergyToUserToday\":1.2,\"EnergyToUserTotal\":1630.4,"
+    "\"EnergyToGridToday\":7.9,\"EnergyToGridTotal\":5120.8,\"DischargeEnergyToday\":0,\"DischargeEnergyTotal\":0,"
+    "\"ChargeEnergyToday\":0,\"ChargeEnergyTotal\":0,\"LocalLoadEnergyToday\":4.5,\"LocalLoadEnergyTotal\":3613.8,"
+    "\"Mac\":\"A4:CF:12:34:56:78\",\"Cnt\":1234}";
+
+/* The same keys carrying the OpenEMS test vectors. */
+static const char openems_vectors[] =
+    "{\"InverterStatus\":1,\"OutputPower\":2850,\"GridFrequency\":50.015,"
+    "\"L1ThreePhaseGridVoltage\":230.9,\"L1ThreePhaseGridOutputCurrent\":5.25,\"L1ThreePhaseGridOutputPower\":1048,"
+    "\"L2ThreePhaseGridVoltage\":231.1,\"L2ThreePhaseGridOutputCurrent\":4.7,\"L2ThreePhaseGridOutputPower\":1089,"
+    "\"L3ThreePhaseGridVoltage\":230.7,\"L3ThreePhaseGridOutputCurrent\":4.1,\"L3ThreePhaseGridOutputPower\":713,"
+    "\"TotalGenerateEnergy\":5678.234}";
+
+static const char growatt_conf[] =
+    "[growatt]\n"
+    "plugin = mqtt\n"
+    "host = localhost\n"
+    "port = %u\n"
+    "reconnect-delay = 100ms\n"
+    "reconnect-delay-max = 400ms\n"
+    "keepalive = 5s\n"
+    "invalid-when = InverterStatus=-1\n"
+    "point.power = energy/solar; OutputPower\n"
+    "point.l1/power = energy/solar; L1ThreePhaseGridOutputPower\n"
+    "point.l2/power = energy/solar; L2ThreePhaseGridOutputPower\n"
+    "point.l3/power = energy/solar; L3ThreePhaseGridOutputPower\n"
+    "point.l1/voltage = energy/solar; L1ThreePhaseGridVoltage\n"
+    "point.l2/voltage = energy/solar; L2ThreePhaseGridVoltage\n"
+    "point.l3/voltage = energy/solar; L3ThreePhaseGridVoltage\n"
+    "point.l1/current = energy/solar; L1ThreePhaseGridOutputCurrent\n"
+    "point.l2/current = energy/solar; L2ThreePhaseGridOutputCurrent\n"
+    "point.l3/current = energy/solar; L3ThreePhaseGridOutputCurrent\n"
+    "point.frequency = energy/solar; GridFrequency\n"
+    "point.energy-import = energy/solar; TotalGenerateEnergy\n"
+    "point.kw = test/kilowatts; scale=1000; unit=W\n"
+    "point.nested = test/nested; $.meter.phases[2].power\n"
+    "point.kept = test/kept; retained=accept\n"
+    "point.fresh = test/fresh\n";
+
+static const char meter_conf[] =
+    "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-age = 3s\n"
+    "point.power = growatt/power\n"
+    "point.power-l1 = growatt/l1/power\npoint.power-l2 = growatt/l2/power\npoint.power-l3 = growatt/l3/power\n"
+    "point.voltage-l1 = growatt/l1/voltage\npoint.voltage-l2 = growatt/l2/voltage\npoint.voltage-l3 = growatt/l3/voltage\n"
+    "point.current-l1 = growatt/l1/current\npoint.current-l2 = growatt/l2/current\npoint.current-l3 = growatt/l3/current\n"
+    "point.frequency = growatt/frequency\npoint.energy-import = growatt/energy-import\n"
+    "\n"
+    /* one meter per extra mapping, each wired to Pt, so each value can be read */
+    "[kw]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\npoint.power = growatt/kw\n"
+    "[nested]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\npoint.power = growatt/nested\n"
+    "[kept]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\npoint.power = growatt/kept\n"
+    "[fresh]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\npoint.power = growatt/fresh\n";
+
+typedef struct {
+    char *dir;
+    char *confdir;
+    char *statedir;
+    WbtBroker *broker;
+    WbtDaemon *daemon;
+    char *meter;
+} Fixture;
+
+static char *port_of(WbtDaemon *d, const char *instance)
+{
+    g_autofree char *re = g_strdup_printf("\\[%s\\] serving Modbus TCP on 127\\.0\\.0\\.1:(\\d+)", instance);
+    g_autofree char *port = wbt_daemon_wait_log(d, re, 10000);
+    g_assert_nonnull(port);
+    return g_strdup_printf("tcp:%s", port);
+}
+
+static void setup(Fixture *f, gconstpointer data)
+{
+    f->dir = wbt_tmpdir_new();
+    f->confdir = g_build_filename(f->dir, "conf.d", NULL);
+    f->statedir = g_build_filename(f->dir, "state", NULL);
+    f->broker = wbt_broker_start();
+    /* retained before the daemon subscribes: one accepted, one not */
+    wbt_publish(f->broker, "test/kept", "1500", TRUE);
+    wbt_publish(f->broker, "test/fresh", "1500", TRUE);
+    g_autofree char *src = g_strdup_printf(growatt_conf, f->broker->port);
+    g_free(wbt_write(f->confdir, "10-growatt.conf", src));
+    g_free(wbt_write(f->confdir, "20-meter.conf", meter_conf));
+    f->daemon = wbt_daemon_start(f->confdir, f->statedir, NULL);
+    f->meter = port_of(f->daemon, "meter");
+    wbt_daemon_expect_log(f->daemon, "\\[growatt\\] connected to MQTT broker localhost", 10000);
+}
+
+static void teardown(Fixture *f, gconstpointer data)
+{
+    wbt_daemon_stop(f->daemon);
+    wbt_broker_stop(f->broker);
+    g_free(f->meter);
+    g_free(f->confdir);
+    g_free(f->statedir);
+    wbt_tmpdir_free(f->dir);
+}
+
+/* Reads until the words match or @timeout_ms passes (a message takes a
+ * moment to travel broker -> daemon -> image). */
+static void expect_words(const char *target, guint addr, const guint16 *expected, guint n, const char *what)
+{
+    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    for (;;) {
+        g_autoptr(WbtRead) r = wbt_mbpoll_read(target, 1, 3, addr, n);
+        gboolean same = r->ok && r->words->len == n;
+        for (guint i = 0; same && i < n; i++)
+            same = g_array_index(r->words, guint16, i) == expected[i];
+        if (same)
+            return;
+        if (g_get_monotonic_time() > end) {
+            wbt_assert_words(r, expected, n, what);
+            return;
+        }
+        wbt_sleep(50);
+    }
+}
+
+static void test_growatt_sample(Fixture *f, gconstpointer data)
+{
+    wbt_publish(f->broker, "energy/solar", growatt_sample, TRUE);
+    /* device-apis.md 3.4: the register fixture derived from sample 3.3a */
+    static const guint16 hz[] = {0x459C, 0x4800};      /* Freq 5001.0 */
+    static const guint16 ua[] = {0x4510, 0x8000};      /* Ua 2312.0 */
+    static const guint16 ia[] = {0x4596, 0x0000};      /* Ia 4800.0 */
+    static const guint16 pt_pa[] = {0x4704, 0x0A00,    /* Pt 33802.0 */
+                                    0x4630, 0x1C00};   /* Pa 11271.0 */
+    static const guint16 qt[] = {0x0000, 0x0000};      /* Qt 0.0 */
+    expect_words(f->meter, 0x2044, hz, 2, "Freq");
+    expect_words(f->meter, 0x2006, ua, 2, "Ua");
+    expect_words(f->meter, 0x200C, ia, 2, "Ia");
+    expect_words(f->meter, 0x2012, pt_pa, 4, "Pt, Pa");
+    expect_words(f->meter, 0x201A, qt, 2, "Qt");
+}
+
+static void test_openems_vectors(Fixture *f, gconstpointer data)
+{
+    wbt_publish(f->broker, "energy/solar", openems_vectors, FALSE);
+    static const guint16 u[] = {0x4510, 0x5000, 0x4510, 0x7000, 0x4510, 0x3000,  /* 230.9 231.1 230.7 V */
+                                0x45A4, 0x1000, 0x4592, 0xE000, 0x4580, 0x2000,  /* 5.25 4.7 4.1 A */
+                                0x46DE, 0xA800, 0x4623, 0xC000, 0x462A, 0x2800, 0x45DE, 0xD000}; /* W */
+    expect_words(f->meter, 0x2006, u, G_N_ELEMENTS(u), "Ua..Pc");
+    static const guint16 hz[] = {0x459C, 0x4C00};
+    expect_words(f->meter, 0x2044, hz, 2, "Freq 50.015");
+    static const guint16 e[] = {0x45B1, 0x71DF};
+    expect_words(f->meter, 0x101E, e, 2, "ImpEp 5678.234");
+}
+
+static void test_mapping_forms(Fixture *f, gconstpointer data)
+{
+    /* a plain number with a scale: 2.85 kW -> Pt 2850 W */
+    wbt_publish(f->broker, "test/kilowatts", "2.85", FALSE);
+    g_autofree char *kw = port_of(f->daemon, "kw");
+    static const guint16 p2850[] = {0x46DE, 0xA800};
+    expect_words(kw, 0x2012, p2850, 2, "scaled plain number");
+
+    /* a JsonPath into nested objects and arrays */
+    wbt_publish(f->broker, "test/nested", "{\"meter\":{\"phases\":[{\"power\":1},{\"power\":2},{\"power\":-1500}]}}", FALSE);
+    g_autofree char *nested = port_of(f->daemon, "nested");
+    static const guint16 m1500[] = {0xC66A, 0x6000};
+    expect_words(nested, 0x2012, m1500, 2, "JsonPath field");
+}
+
+static void test_retained(Fixture *f, gconstpointer data)
+{
+    /* retained=accept: served from the retained message */
+    g_autofree char *kept = port_of(f->daemon, "kept");
+    static const guint16 raw15000[] = {0x466A, 0x6000}; /* 1500 W = 15000.0 in 0.1 W */
+    expect_words(kept, 0x2012, raw15000, 2, "retained=accept");
+
+    /* default: a retained message is of unknown age: invalid, so silent */
+    g_autofree char *fresh = port_of(f->daemon, "fresh");
+    wbt_daemon_expect_log(f->daemon, "\\[fresh\\] (still )?silent: growatt/fresh is invalid", 5000);
+    g_autoptr(WbtRead) r = wbt_mbpoll_read(fresh, 1, 3, 0x2012, 2);
+    g_assert_false(r->ok);
+    g_assert_cmpstr(r->error, ==, "Connection timed out");
+    /* a live message makes it valid */
+    wbt_publish(f->broker, "test/fresh", "-1500", FALSE);
+    static const guint16 m1500[] = {0xC66A, 0x6000};
+    expect_words(fresh, 0x2012, m1500, 2, "live after retained");
+}
+
+static void test_reconnect(Fixture *f, gconstpointer data)
+{
+    wbt_publish(f->broker, "test/kilowatts", "1", FALSE);
+    g_autofree char *kw = port_of(f->daemon, "kw");
+    static const guint16 p1000[] = {0x461C, 0x4000};
+    expect_words(kw, 0x2012, p1000, 2, "before the broker restarts");
+
+    /* the broker goes away and comes back on the same port */
+    guint port = f->broker->port;
+    wbt_broker_stop(f->broker);
+    wbt_daemon_expect_log(f->daemon, "\\[growatt\\] localhost:\\d+: .*retrying in", 5000);
+    wbt_sleep(500);
+    f->broker = NULL;
+    for (int attempt = 0; attempt < 20 && !f->broker; attempt++) {
+        f->broker = wbt_broker_start_on(port);
+        if (!f->broker)
+            wbt_sleep(100);
+    }
+    g_assert_nonnull(f->broker);
+    /* reconnected and resubscribed: a new value arrives */
+    g_assert_cmpuint(wbt_daemon_count_log(f->daemon, "\\[growatt\\] connected to MQTT broker"), ==, 1);
+    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    while (wbt_daemon_count_log(f->daemon, "\\[growatt\\] connected to MQTT broker") < 2 &&
+           g_get_monotonic_time() < end)
+        wbt_sleep(50);
+    g_assert_cmpuint(wbt_daemon_count_log(f->daemon, "\\[growatt\\] connected to MQTT broker"), ==, 2);
+    wbt_publish(f->broker, "test/kilowatts", "2.85", FALSE);
+    static const guint16 p2850[] = {0x46DE, 0xA800};
+    expect_words(kw, 0x2012, p2850, 2, "after the broker restarted");
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add("/mqtt/tcp/growatt-sample", Fixture, NULL, setup, test_growatt_sample, teardown);
+    g_test_add("/mqtt/tcp/openems-vectors", Fixture, NULL, setup, test_openems_vectors, teardown);
+    g_test_add("/mqtt/tcp/mapping-forms", Fixture, NULL, setup, test_mapping_forms, teardown);
+    g_test_add("/mqtt/tcp/retained", Fixture, NULL, setup, test_retained, teardown);
+    g_test_add("/mqtt/tcp/reconnect", Fixture, NULL, setup, test_reconnect, teardown);
+    return g_test_run();
+}
