@@ -110,6 +110,10 @@ static void report_problem(GString *report, const char *message)
     }
 }
 
+/* stop, destroy, then whatever the plugin left: after stop() nothing is
+ * dispatched to the plugin (this all runs in one main-context call), and
+ * running the host's cleanups last lets destroy() free host handles it
+ * still holds (a never-started instance's Modbus server) exactly once. */
 static void instance_destroy(WbInstance *inst)
 {
     if (inst->started) {
@@ -117,11 +121,11 @@ static void instance_destroy(WbInstance *inst)
         inst->plugin->ops.stop(inst->state);
         inst->started = FALSE;
     }
-    wb_instance_run_cleanups(inst);
     if (inst->created) {
         inst->plugin->ops.destroy(inst->state);
         inst->created = FALSE;
     }
+    wb_instance_run_cleanups(inst);
     wb_instance_unref(inst);
 }
 

@@ -96,12 +96,14 @@ typedef struct {
  *   Required.
  * @start: open devices, subscribe, start timers.  On %FALSE the instance
  *   never ran; the host calls @stop and then @destroy.  Required.
- * @stop: synchronous and idempotent: stop I/O, join any thread the plugin
- *   started, and make no host call after returning.  The host then removes
+ * @stop: synchronous and idempotent: stop I/O and join any thread the
+ *   plugin started.  No callback reaches the plugin after it returns.
+ *   Required.
+ * @destroy: free the state (host handles it still holds may be freed here
+ *   too).  Always paired with a successful @create, also for an instance
+ *   that was never started (--check-config).  Afterwards the host frees
  *   whatever the instance still owns (timers, watches, subscriptions,
  *   Modbus servers).  Required.
- * @destroy: free the state.  Always paired with a successful @create.
- *   Required.
  */
 typedef struct {
     guint32 struct_size;

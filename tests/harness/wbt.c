@@ -6,7 +6,10 @@
 #include <glib/gstdio.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <termios.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -486,6 +489,60 @@ void wbt_publish(WbtBroker *b, const char *topic, const char *payload, gboolean 
         g_error("mosquitto_pub failed: %s", err);
 }
 
+struct _WbtRepeater {
+    WbtBroker *broker;
+    char *topic;
+    char *payload;
+    guint source;
+};
+
+static void reaped(GObject *source, GAsyncResult *res, gpointer user_data)
+{
+    g_subprocess_wait_finish(G_SUBPROCESS(source), res, NULL);
+    g_object_unref(source);
+}
+
+static gboolean repeat_tick(gpointer data)
+{
+    WbtRepeater *r = data;
+    g_autofree char *port = g_strdup_printf("%u", r->broker->port);
+    const char *argv[] = {"mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-t", r->topic, "-m", r->payload, NULL};
+    g_autoptr(GSubprocessLauncher) launcher = launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+    GSubprocess *proc = g_subprocess_launcher_spawnv(launcher, argv, NULL);
+    if (proc)
+        g_subprocess_wait_async(proc, NULL, reaped, NULL);
+    return G_SOURCE_CONTINUE;
+}
+
+WbtRepeater *wbt_repeat(WbtBroker *b, const char *topic, const char *payload, guint interval_ms)
+{
+    WbtRepeater *r = g_new0(WbtRepeater, 1);
+    r->broker = b;
+    r->topic = g_strdup(topic);
+    r->payload = g_strdup(payload);
+    wbt_publish(b, topic, payload, FALSE);
+    r->source = g_timeout_add(interval_ms, repeat_tick, r);
+    return r;
+}
+
+void wbt_repeater_set_payload(WbtRepeater *r, const char *payload)
+{
+    g_free(r->payload);
+    r->payload = g_strdup(payload);
+    wbt_publish(r->broker, r->topic, payload, FALSE);
+}
+
+void wbt_repeater_stop(WbtRepeater *r)
+{
+    if (!r)
+        return;
+    g_source_remove(r->source);
+    g_free(r->topic);
+    g_free(r->payload);
+    g_free(r);
+    wbt_sleep(100); /* let the last mosquitto_pub be reaped */
+}
+
 /* ---- serial lines --------------------------------------------------------- */
 
 WbtPty *wbt_pty_start(const char *dir, const char *name)
@@ -519,4 +576,52 @@ void wbt_pty_stop(WbtPty *p)
     g_free(p->a);
     g_free(p->b);
     g_free(p);
+}
+
+static int open_raw(const char *path)
+{
+    int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        g_error("%s: %s", path, g_strerror(errno));
+    struct termios t;
+    g_assert_cmpint(tcgetattr(fd, &t), ==, 0);
+    cfmakeraw(&t);
+    cfsetspeed(&t, B9600);
+    g_assert_cmpint(tcsetattr(fd, TCSANOW, &t), ==, 0);
+    tcflush(fd, TCIOFLUSH);
+    return fd;
+}
+
+void wbt_rtu_send(const char *path, const guint8 *bytes, gsize len)
+{
+    int fd = open_raw(path);
+    g_assert_cmpint(write(fd, bytes, len), ==, (gssize)len);
+    tcdrain(fd);
+    close(fd);
+}
+
+GBytes *wbt_rtu_exchange(const char *path, const guint8 *request, gsize len, guint timeout_ms)
+{
+    int fd = open_raw(path);
+    g_assert_cmpint(write(fd, request, len), ==, (gssize)len);
+    GByteArray *reply = g_byte_array_new();
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    /* a reply ends when the line stays quiet for 50 ms (far more than
+     * 3.5 characters at any baud rate) */
+    for (;;) {
+        gint64 left = end - g_get_monotonic_time();
+        if (left <= 0)
+            break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int wait_ms = reply->len ? 50 : (int)(left / 1000);
+        if (poll(&p, 1, wait_ms) <= 0)
+            break;
+        guint8 buf[256];
+        gssize n = read(fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        g_byte_array_append(reply, buf, (guint)n);
+    }
+    close(fd);
+    return g_byte_array_free_to_bytes(reply);
 }

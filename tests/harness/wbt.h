@@ -95,6 +95,13 @@ void wbt_broker_stop(WbtBroker *b);
 /* mosquitto_pub -h 127.0.0.1 -p PORT -t @topic -m @payload [-r] */
 void wbt_publish(WbtBroker *b, const char *topic, const char *payload, gboolean retain);
 
+/* Publishes @payload to @topic every @interval_ms, as a device would, while
+ * the test iterates the default main context (wbt_sleep, mbpoll reads). */
+typedef struct _WbtRepeater WbtRepeater;
+WbtRepeater *wbt_repeat(WbtBroker *b, const char *topic, const char *payload, guint interval_ms);
+void wbt_repeater_set_payload(WbtRepeater *r, const char *payload);
+void wbt_repeater_stop(WbtRepeater *r);
+
 /* ---- serial lines --------------------------------------------------------- */
 
 typedef struct {
@@ -102,6 +109,13 @@ typedef struct {
     char *a;           /* one end, for the daemon */
     char *b;           /* the other, for the master */
 } WbtPty;
+
+/* Sends the raw RTU frame @request (CRC included) on the serial device
+ * @path and returns the bytes that come back within @timeout_ms (empty when
+ * nothing answers).  No Modbus library is involved. */
+GBytes *wbt_rtu_exchange(const char *path, const guint8 *request, gsize len, guint timeout_ms);
+/* Writes @len raw bytes to @path (line noise). */
+void wbt_rtu_send(const char *path, const guint8 *bytes, gsize len);
 
 /* socat pty,raw,echo=0,link=@dir/NAME-a pty,raw,echo=0,link=@dir/NAME-b */
 WbtPty *wbt_pty_start(const char *dir, const char *name);

@@ -319,6 +319,44 @@ static void test_cleanup_on_stop(Fixture *f, gconstpointer data)
     g_assert_cmpuint(r->events->len, ==, 0);
 }
 
+typedef struct {
+    double worst;
+    guint count;
+} Lag;
+
+static void on_lag(const WbPoint *p, WbPointState state, gpointer user_data)
+{
+    Lag *lag = user_data;
+    g_assert_cmpstr(wb_point_get_unit(p), ==, "s");
+    lag->worst = MAX(lag->worst, wb_point_get_double(p));
+    lag->count++;
+}
+
+static gboolean block_loop(gpointer data)
+{
+    g_usleep(300 * 1000); /* a callback that overruns */
+    return G_SOURCE_REMOVE;
+}
+
+/* host/main-loop-lag: published every second, the worst overrun of the
+ * 50 ms timer; a 300 ms block shows as about 0.3 s. */
+static void test_main_loop_lag(Fixture *f, gconstpointer data)
+{
+    Lag quiet = {0}, blocked = {0};
+    wb_daemon_start(f->daemon);
+    WbSubscription *sub = wb_subscribe(f->sink, "host/main-loop-lag", 0, on_lag, NULL, &quiet);
+    run_for(2300);
+    g_assert_cmpuint(quiet.count, >=, 2);
+    g_assert_cmpfloat(quiet.worst, <, 0.2);
+    wb_subscription_free(sub);
+    wb_subscribe(f->sink, "host/main-loop-lag", 0, on_lag, NULL, &blocked);
+    g_timeout_add(200, block_loop, NULL);
+    run_for(2300);
+    g_test_message("quiet %.4f s, blocked %.4f s", quiet.worst, blocked.worst);
+    g_assert_cmpfloat(blocked.worst, >=, 0.25);
+    g_assert_cmpfloat(blocked.worst, <, 1.0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -332,6 +370,7 @@ int main(int argc, char **argv)
     g_test_add("/points/initial-delivery", Fixture, NULL, fixture_setup, test_initial_delivery, fixture_teardown);
     g_test_add("/points/remove-in-callback", Fixture, NULL, fixture_setup, test_remove_in_callback,
                fixture_teardown);
+    g_test_add("/points/main-loop-lag", Fixture, NULL, fixture_setup, test_main_loop_lag, fixture_teardown);
     g_test_add("/points/cleanup-on-stop", Fixture, NULL, fixture_setup, test_cleanup_on_stop, fixture_teardown);
     return g_test_run();
 }
