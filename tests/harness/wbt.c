@@ -179,11 +179,25 @@ guint wbt_free_port(void)
 
 /* ---- the daemon --------------------------------------------------------- */
 
-WbtDaemon *wbt_daemon_start(const char *confdir, const char *statedir, const char *const *extra_args)
+WbtDaemon *wbt_daemon_spawn(const char *const *argv, const char *const *env)
 {
     WbtDaemon *d = g_new0(WbtDaemon, 1);
     d->dir = wbt_tmpdir_new();
     d->stderr_path = g_build_filename(d->dir, "stderr.log", NULL);
+    g_autoptr(GSubprocessLauncher) launcher = launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+    g_subprocess_launcher_set_stderr_file_path(launcher, d->stderr_path);
+    for (guint i = 0; env && env[i]; i++) {
+        g_auto(GStrv) kv = g_strsplit(env[i], "=", 2);
+        g_subprocess_launcher_setenv(launcher, kv[0], kv[1] ? kv[1] : "", TRUE);
+    }
+    GError *error = NULL;
+    d->proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
+    g_assert_no_error(error);
+    return d;
+}
+
+WbtDaemon *wbt_daemon_start(const char *confdir, const char *statedir, const char *const *extra_args)
+{
     g_autofree char *data = g_build_filename(env("WB_TEST_SRCDIR"), "data", NULL);
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
     g_ptr_array_add(argv, (char *)env("WB_TEST_DAEMON"));
@@ -201,13 +215,7 @@ WbtDaemon *wbt_daemon_start(const char *confdir, const char *statedir, const cha
     for (guint i = 0; extra_args && extra_args[i]; i++)
         g_ptr_array_add(argv, (char *)extra_args[i]);
     g_ptr_array_add(argv, NULL);
-
-    g_autoptr(GSubprocessLauncher) launcher = launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
-    g_subprocess_launcher_set_stderr_file_path(launcher, d->stderr_path);
-    GError *error = NULL;
-    d->proc = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv->pdata, &error);
-    g_assert_no_error(error);
-    return d;
+    return wbt_daemon_spawn((const char *const *)argv->pdata, NULL);
 }
 
 char *wbt_daemon_log(WbtDaemon *d)

@@ -32,6 +32,10 @@ typedef struct {
  * directory, the source data directory and @statedir, plus @extra_args
  * (NULL-terminated, may be NULL). */
 WbtDaemon *wbt_daemon_start(const char *confdir, const char *statedir, const char *const *extra_args);
+/* Starts @argv (a wattbridge binary and its arguments) with @env (NAME=VALUE
+ * strings added to the environment, NULL-terminated, may be NULL), stderr
+ * to a file; stop it with wbt_daemon_stop() like any other. */
+WbtDaemon *wbt_daemon_spawn(const char *const *argv, const char *const *env);
 /* Waits up to @timeout_ms for a stderr line matching @regex (from the start
  * of the log); returns the first capture group (or the whole match), or
  * NULL after the timeout. */
