@@ -84,6 +84,15 @@ static GSubprocessLauncher *launcher_new(GSubprocessFlags flags)
     return l;
 }
 
+GSubprocess *wbt_spawn(const char *const *argv, GSubprocessFlags flags)
+{
+    g_autoptr(GSubprocessLauncher) l = launcher_new(flags);
+    GError *error = NULL;
+    GSubprocess *p = g_subprocess_launcher_spawnv(l, argv, &error);
+    g_assert_no_error(error);
+    return p;
+}
+
 void wbt_sleep(guint ms)
 {
     gint64 end = g_get_monotonic_time() + (gint64)ms * 1000;

@@ -58,6 +58,8 @@ gboolean wbt_has_sanitizer_report(const char *log);
 /* Runs @argv to completion (at most @timeout_ms, then killed); returns its
  * exit status and stdout/stderr. */
 int wbt_run(const char *const *argv, guint timeout_ms, char **out, char **err);
+/* Spawns @argv like the harness's other children: it dies with the test. */
+GSubprocess *wbt_spawn(const char *const *argv, GSubprocessFlags flags);
 /* Iterates the default main context for @ms milliseconds. */
 void wbt_sleep(guint ms);
 /* A TCP port that was free on 127.0.0.1 a moment ago. */
