@@ -101,7 +101,7 @@ void wb_instance_run_cleanups(WbInstance *inst)
     }
 }
 
-const char *wb_instance_get_state_dir(WbInstance *inst, GError **error)
+const char *wb_instance_state_dir(WbInstance *inst, GError **error)
 {
     g_return_val_if_fail(inst != NULL, NULL);
     if (inst->state_dir)

@@ -74,27 +74,10 @@ static void err(Ctx *c, int line, const char *format, ...)
 
 static gboolean parse_uint(const char *text, guint64 max, guint *out)
 {
-    char *end = NULL;
-    int base = (text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) ? 16 : 10;
-    const char *digits = base == 16 ? text + 2 : text;
-    if (!g_ascii_isxdigit(*digits))
-        return FALSE;
-    errno = 0;
-    guint64 v = g_ascii_strtoull(digits, &end, base);
-    if (errno || *end || v > max)
+    gint64 v;
+    if (!wb_parse_int(text, &v) || v < 0 || (guint64)v > max)
         return FALSE;
     *out = (guint)v;
-    return TRUE;
-}
-
-static gboolean parse_number(const char *text, double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = g_ascii_strtod(text, &end);
-    if (end == text || *end || errno || !isfinite(v))
-        return FALSE;
-    *out = v;
     return TRUE;
 }
 
@@ -285,10 +268,10 @@ static void parse_register(Ctx *c, WbMap *map, const WbKfGroup *g, gboolean map_
     }
 
     g_autofree char *scale = get(c, g->name, "scale");
-    if (scale && (!parse_number(scale, &r->scale) || r->scale == 0))
+    if (scale && (!wb_parse_double(scale, &r->scale) || r->scale == 0))
         err(c, line_of(c, g, "scale"), "[%s] scale: expected a non-zero number, got \"%s\"", g->name, scale);
     g_autofree char *offset = get(c, g->name, "offset");
-    if (offset && !parse_number(offset, &r->offset))
+    if (offset && !wb_parse_double(offset, &r->offset))
         err(c, line_of(c, g, "offset"), "[%s] offset: expected a number, got \"%s\"", g->name, offset);
 
     r->quantity = get(c, g->name, "quantity");
@@ -327,7 +310,7 @@ static void parse_register(Ctx *c, WbMap *map, const WbKfGroup *g, gboolean map_
     g_autofree char *max = get(c, g->name, "max");
     if (min || max) {
         r->has_range = TRUE;
-        if (!min || !max || !parse_number(min, &r->min) || !parse_number(max, &r->max) || r->min > r->max)
+        if (!min || !max || !wb_parse_double(min, &r->min) || !wb_parse_double(max, &r->max) || r->min > r->max)
             err(c, line_of(c, g, min ? "min" : "max"), "[%s] min and max: expected two numbers, min <= max", g->name);
         if (!r->writable)
             err(c, line_of(c, g, min ? "min" : "max"), "[%s] min/max apply to writable registers (access = rw)",
@@ -341,7 +324,7 @@ static void parse_register(Ctx *c, WbMap *map, const WbKfGroup *g, gboolean map_
         g_autoptr(GError) e = NULL;
         if (strcmp(value, "unit-id") == 0) {
             r->value_is_unit_id = TRUE;
-        } else if (!parse_number(value, &r->value)) {
+        } else if (!wb_parse_double(value, &r->value)) {
             err(c, line_of(c, g, "value"), "[%s] value: expected a number or unit-id, got \"%s\"", g->name, value);
         } else if (type_ok && !wb_map_register_encode(r, r->value, words, &e)) {
             err(c, line_of(c, g, "value"), "[%s] value: %s", g->name, e->message);
@@ -355,7 +338,7 @@ static void parse_register(Ctx *c, WbMap *map, const WbKfGroup *g, gboolean map_
         double d;
         if (!r->quantity)
             err(c, line_of(c, g, "default"), "[%s] default applies to registers with a quantity", g->name);
-        else if (!g_strv_contains(symbolic_defaults, r->default_value) && !parse_number(r->default_value, &d))
+        else if (!g_strv_contains(symbolic_defaults, r->default_value) && !wb_parse_double(r->default_value, &d))
             err(c, line_of(c, g, "default"),
                 "[%s] default: expected a number, nominal-voltage, nominal-line-voltage or nominal-frequency, got \"%s\"",
                 g->name, r->default_value);

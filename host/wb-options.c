@@ -88,7 +88,7 @@ gboolean wb_parse_duration(const char *text, gint64 *out_us)
     return TRUE;
 }
 
-static gboolean parse_int(const char *text, gint64 *out)
+gboolean wb_parse_int(const char *text, gint64 *out)
 {
     char *end = NULL;
     const char *p = text;
@@ -108,7 +108,7 @@ static gboolean parse_int(const char *text, gint64 *out)
     return TRUE;
 }
 
-static gboolean parse_double(const char *text, double *out)
+gboolean wb_parse_double(const char *text, double *out)
 {
     char *end = NULL;
     errno = 0;
@@ -188,11 +188,11 @@ static gboolean parse_value(const WbOptionSpec *spec, const char *text, Value *v
     case WB_OPTION_STRING:
         break;
     case WB_OPTION_INT:
-        ok = parse_int(text, &v->i);
+        ok = wb_parse_int(text, &v->i);
         range_value = (double)v->i;
         break;
     case WB_OPTION_DOUBLE:
-        ok = parse_double(text, &v->d);
+        ok = wb_parse_double(text, &v->d);
         range_value = v->d;
         break;
     case WB_OPTION_BOOL:

@@ -100,6 +100,10 @@ void wb_option_describe(const WbOptionSpec *spec, GString *out);
  * and are reported by wb_config_new()). */
 gboolean wb_confd_section_disabled(const WbConfdSection *section);
 gboolean wb_parse_duration(const char *text, gint64 *out_us);
+/* A decimal or 0x-prefixed integer, optionally signed, nothing else. */
+gboolean wb_parse_int(const char *text, gint64 *out);
+/* A finite number (g_ascii_strtod, C locale), nothing else. */
+gboolean wb_parse_double(const char *text, double *out);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbConfig, wb_config_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbConfd, wb_confd_free)

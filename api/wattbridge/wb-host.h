@@ -87,7 +87,7 @@ const char *wb_instance_get_name(WbInstance *instance);
 const WbConfig *wb_instance_get_config(WbInstance *instance);
 
 /**
- * wb_instance_get_state_dir:
+ * wb_instance_state_dir:
  * @instance: an instance
  * @error: return location for an error
  *
@@ -98,7 +98,7 @@ const WbConfig *wb_instance_get_config(WbInstance *instance);
  * Returns: (transfer none) (nullable): the path, or %NULL with @error set
  * (WB_PLUGIN_ERROR_IO) when it cannot be created.  Main context.
  */
-const char *wb_instance_get_state_dir(WbInstance *instance, GError **error);
+const char *wb_instance_state_dir(WbInstance *instance, GError **error);
 
 /**
  * wb_instance_find_data_file:

@@ -198,7 +198,7 @@ static void derive(Dtsu *d, Values *m)
 static void state_load(Dtsu *d)
 {
     g_autoptr(GError) error = NULL;
-    const char *dir = wb_instance_get_state_dir(d->inst, &error);
+    const char *dir = wb_instance_state_dir(d->inst, &error);
     if (!dir) {
         wb_log(d->inst, WB_LOG_WARNING, "%s; energy counters will not be kept across restarts", error->message);
         return;

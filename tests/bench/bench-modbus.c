@@ -105,14 +105,6 @@ static void compare(const char *title, const char *ours, const char *base, guint
             1e6 / ma, median(r, RUNS), rmin, rmax);
 }
 
-static char *meter_port(WbtDaemon *d, const char *instance)
-{
-    g_autofree char *re = g_strdup_printf("\\[%s\\] serving Modbus TCP on 127\\.0\\.0\\.1:(\\d+)", instance);
-    g_autofree char *port = wbt_daemon_wait_log(d, re, 15000);
-    g_assert_nonnull(port);
-    return g_strdup_printf("tcp:%s", port);
-}
-
 static GSubprocess *baseline(const char *mode, const char *where)
 {
     g_autofree char *exe = g_build_filename(env("WB_TEST_BUILDDIR"), "tests", "baseline-server", NULL);
@@ -173,7 +165,7 @@ static void bench_throughput(const char *dir)
     g_print("%-44s %-22s | %-22s | %s\n", "", "libmodbus server loop", "wattbridge dtsu666", "ratio (min..max)");
 
     WbtDaemon *a = wbt_daemon_start(conf_a, state, NULL);
-    g_autofree char *tcp = meter_port(a, "tcp");
+    g_autofree char *tcp = wbt_daemon_tcp_target(a, "tcp");
     wbt_daemon_expect_log(a, "\\[tcp\\] serving measurements", 15000);
     wbt_daemon_expect_log(a, "\\[rtu\\] serving measurements", 15000);
     compare("Modbus TCP, static image", tcp, base, 20000);
@@ -181,7 +173,7 @@ static void bench_throughput(const char *dir)
     wbt_daemon_stop(a);
 
     WbtDaemon *b = wbt_daemon_start(conf_b, state, NULL);
-    g_autofree char *busy = meter_port(b, "tcp");
+    g_autofree char *busy = wbt_daemon_tcp_target(b, "tcp");
     wbt_daemon_expect_log(b, "\\[tcp\\] serving measurements", 15000);
     compare("Modbus TCP, image updated 100 times a second", busy, base, 20000);
     wbt_daemon_stop(b);
@@ -243,7 +235,7 @@ static void bench_freshness(const char *dir, guint updates)
                      "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1h\n"
                      "point.power = bench/power\n"));
     WbtDaemon *d = wbt_daemon_start(conf, state, NULL);
-    g_autofree char *target = meter_port(d, "meter");
+    g_autofree char *target = wbt_daemon_tcp_target(d, "meter");
     wbt_daemon_expect_log(d, "\\[bench\\] connected to MQTT broker", 15000);
 
     mosquitto_lib_init();

@@ -438,6 +438,49 @@ void wbt_assert_words(const WbtRead *r, const guint16 *expected, guint n, const 
     }
 }
 
+void wbt_expect_words(const char *target, guint unit, guint fc, guint addr, const guint16 *expected, guint n,
+                      const char *what)
+{
+    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    for (;;) {
+        g_autoptr(WbtRead) r = wbt_mbpoll_read(target, unit, fc, addr, n);
+        gboolean same = r->ok && r->words->len == n;
+        for (guint i = 0; same && i < n; i++)
+            same = g_array_index(r->words, guint16, i) == expected[i];
+        if (same)
+            return;
+        if (g_get_monotonic_time() > end) {
+            wbt_assert_words(r, expected, n, what);
+            return;
+        }
+        wbt_sleep(50);
+    }
+}
+
+void wbt_expect_failure(const char *target, guint unit, guint addr, const char *message, const char *what)
+{
+    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    for (;;) {
+        g_autoptr(WbtRead) r = wbt_mbpoll_read(target, unit, 3, addr, 2);
+        if (!r->ok && g_strcmp0(r->error, message) == 0)
+            return;
+        if (g_get_monotonic_time() > end)
+            g_error("%s: expected \"%s\", got %s", what, message, r->ok ? "an answer" : r->error);
+        wbt_sleep(50);
+    }
+}
+
+char *wbt_daemon_tcp_target(WbtDaemon *d, const char *instance)
+{
+    g_autofree char *re = g_strdup_printf("\\[%s\\] serving Modbus TCP on 127\\.0\\.0\\.1:(\\d+)", instance);
+    g_autofree char *port = wbt_daemon_wait_log(d, re, 15000);
+    if (!port) {
+        g_autofree char *log = wbt_daemon_log(d);
+        g_error("[%s] never said it serves Modbus TCP:\n%s", instance, log);
+    }
+    return g_strdup_printf("tcp:%s", port);
+}
+
 /* ---- MQTT --------------------------------------------------------------- */
 
 static gboolean port_open(guint port)

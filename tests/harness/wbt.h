@@ -84,6 +84,16 @@ WbtRead *wbt_mbpoll_read(const char *target, guint unit, guint fc, guint addr, g
 char *wbt_mbpoll_write(const char *target, guint unit, guint addr, int value);
 /* Asserts that @r holds exactly @n words equal to @expected. */
 void wbt_assert_words(const WbtRead *r, const guint16 *expected, guint n, const char *what);
+/* Reads (unit @unit, function @fc: 3 or 4) until the words equal
+ * @expected, for up to 5 s: a value takes a moment to travel from a source
+ * to the image. */
+void wbt_expect_words(const char *target, guint unit, guint fc, guint addr, const guint16 *expected, guint n,
+                      const char *what);
+/* Reads until mbpoll fails with @message ("Connection timed out",
+ * "Slave device or server failure"), for up to 5 s. */
+void wbt_expect_failure(const char *target, guint unit, guint addr, const char *message, const char *what);
+/* "tcp:PORT" of the Modbus TCP server @instance logged it listens on. */
+char *wbt_daemon_tcp_target(WbtDaemon *d, const char *instance);
 
 /* ---- MQTT --------------------------------------------------------------- */
 

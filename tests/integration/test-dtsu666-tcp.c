@@ -20,6 +20,7 @@ static const char meter_conf[] =
     "plugin = dtsu666\n"
     "transport = tcp\n"
     "port = 0\n"
+    "max-age = 1s\n"
     "point.power = trace/pv/power\n"
     "point.power-l1 = trace/pv/l1/power\n"
     "point.power-l2 = trace/pv/l2/power\n"
@@ -38,6 +39,7 @@ static const char meter_conf[] =
     "transport = tcp\n"
     "port = 0\n"
     "unit-id = 3\n"
+    "max-age = 1s\n"
     "direction = reverse\n"
     "phases = 1\n"
     "point.power = trace/rev/power\n"
@@ -52,26 +54,18 @@ typedef struct {
     char *reverse;
 } Fixture;
 
-static char *wait_port(WbtDaemon *d, const char *instance)
-{
-    g_autofree char *re = g_strdup_printf("\\[%s\\] serving Modbus TCP on 127\\.0\\.0\\.1:(\\d+)", instance);
-    g_autofree char *port = wbt_daemon_wait_log(d, re, 10000);
-    g_assert_nonnull(port);
-    return g_strdup_printf("tcp:%s", port);
-}
-
 static void setup(Fixture *f, gconstpointer data)
 {
     f->dir = wbt_tmpdir_new();
     f->confdir = g_build_filename(f->dir, "conf.d", NULL);
     f->statedir = g_build_filename(f->dir, "state", NULL);
     g_autofree char *tpath = wbt_write(f->dir, "trace.csv", trace);
-    g_autofree char *src = g_strdup_printf("[trace]\nplugin = replay\ntrace = %s\n", tpath);
+    g_autofree char *src = g_strdup_printf("[trace]\nplugin = replay\ntrace = %s\nspeed = 10\n", tpath);
     g_free(wbt_write(f->confdir, "10-trace.conf", src));
     g_free(wbt_write(f->confdir, "20-meter.conf", meter_conf));
     f->daemon = wbt_daemon_start(f->confdir, f->statedir, NULL);
-    f->meter = wait_port(f->daemon, "meter");
-    f->reverse = wait_port(f->daemon, "reverse");
+    f->meter = wbt_daemon_tcp_target(f->daemon, "meter");
+    f->reverse = wbt_daemon_tcp_target(f->daemon, "reverse");
     wbt_daemon_expect_log(f->daemon, "\\[meter\\] serving measurements", 10000);
     wbt_daemon_expect_log(f->daemon, "\\[reverse\\] serving measurements", 10000);
 }
@@ -86,41 +80,34 @@ static void teardown(Fixture *f, gconstpointer data)
     wbt_tmpdir_free(f->dir);
 }
 
-static void assert_read(const char *target, guint unit, guint fc, guint addr, const guint16 *expected, guint n,
-                        const char *what)
-{
-    g_autoptr(WbtRead) r = wbt_mbpoll_read(target, unit, fc, addr, n);
-    wbt_assert_words(r, expected, n, what);
-}
-
 static void test_vectors(Fixture *f, gconstpointer data)
 {
     /* Ua, Ub, Uc: 230.9, 231.1, 230.7 V */
     static const guint16 u[] = {0x4510, 0x5000, 0x4510, 0x7000, 0x4510, 0x3000};
-    assert_read(f->meter, 1, 3, 0x2006, u, G_N_ELEMENTS(u), "Ua..Uc");
+    wbt_expect_words(f->meter, 1, 3, 0x2006, u, G_N_ELEMENTS(u), "Ua..Uc");
     /* Ia, Ib, Ic: 5.250, 4.700, 4.100 A */
     static const guint16 i[] = {0x45A4, 0x1000, 0x4592, 0xE000, 0x4580, 0x2000};
-    assert_read(f->meter, 1, 3, 0x200C, i, G_N_ELEMENTS(i), "Ia..Ic");
+    wbt_expect_words(f->meter, 1, 3, 0x200C, i, G_N_ELEMENTS(i), "Ia..Ic");
     /* Pt, Pa, Pb, Pc: 2850, 1048, 1089, 713 W */
     static const guint16 p[] = {0x46DE, 0xA800, 0x4623, 0xC000, 0x462A, 0x2800, 0x45DE, 0xD000};
-    assert_read(f->meter, 1, 3, 0x2012, p, G_N_ELEMENTS(p), "Pt..Pc");
+    wbt_expect_words(f->meter, 1, 3, 0x2012, p, G_N_ELEMENTS(p), "Pt..Pc");
     /* Freq 50.015 Hz */
     static const guint16 hz[] = {0x459C, 0x4C00};
-    assert_read(f->meter, 1, 3, 0x2044, hz, G_N_ELEMENTS(hz), "Freq");
+    wbt_expect_words(f->meter, 1, 3, 0x2044, hz, G_N_ELEMENTS(hz), "Freq");
     /* PFt: no reactive power wired, so S = P and PF = 1.000 */
     static const guint16 pf[] = {0x447A, 0x0000};
-    assert_read(f->meter, 1, 3, 0x202A, pf, G_N_ELEMENTS(pf), "PFt");
+    wbt_expect_words(f->meter, 1, 3, 0x202A, pf, G_N_ELEMENTS(pf), "PFt");
     /* IrAt = 1, UrAt = 10 (Appendix A reply 01 03 04 00 01 00 0A) */
     static const guint16 ratios[] = {0x0001, 0x000A};
-    assert_read(f->meter, 1, 3, 0x0006, ratios, G_N_ELEMENTS(ratios), "IrAt/UrAt");
+    wbt_expect_words(f->meter, 1, 3, 0x0006, ratios, G_N_ELEMENTS(ratios), "IrAt/UrAt");
     /* ImpEp 5678.234 kWh, at 0x101E and its mirrors 0x401E and 0x4000 */
     static const guint16 e[] = {0x45B1, 0x71DF};
-    assert_read(f->meter, 1, 3, 0x101E, e, G_N_ELEMENTS(e), "ImpEp");
-    assert_read(f->meter, 1, 3, 0x401E, e, G_N_ELEMENTS(e), "ImpEp mirror 0x401E");
-    assert_read(f->meter, 1, 3, 0x4000, e, G_N_ELEMENTS(e), "energy 0x4000");
+    wbt_expect_words(f->meter, 1, 3, 0x101E, e, G_N_ELEMENTS(e), "ImpEp");
+    wbt_expect_words(f->meter, 1, 3, 0x401E, e, G_N_ELEMENTS(e), "ImpEp mirror 0x401E");
+    wbt_expect_words(f->meter, 1, 3, 0x4000, e, G_N_ELEMENTS(e), "energy 0x4000");
     /* FC04 reads the same image (Appendix A: FC04 reply for Pt) */
     static const guint16 pt[] = {0x46DE, 0xA800};
-    assert_read(f->meter, 1, 4, 0x2012, pt, G_N_ELEMENTS(pt), "Pt by FC04");
+    wbt_expect_words(f->meter, 1, 4, 0x2012, pt, G_N_ELEMENTS(pt), "Pt by FC04");
 }
 
 static void test_reverse(Fixture *f, gconstpointer data)
@@ -128,24 +115,24 @@ static void test_reverse(Fixture *f, gconstpointer data)
     /* direction = reverse: 1500 W of production served as Pt = -1500 W
      * (Appendix A: C6 6A 60 00), and the energy counted in ExpEp */
     static const guint16 pt[] = {0xC66A, 0x6000};
-    assert_read(f->reverse, 3, 3, 0x2012, pt, G_N_ELEMENTS(pt), "reverse Pt");
+    wbt_expect_words(f->reverse, 3, 3, 0x2012, pt, G_N_ELEMENTS(pt), "reverse Pt");
     /* phases = 1: Pa = Pt, Pb = Pc = 0 */
     static const guint16 phases[] = {0xC66A, 0x6000, 0x0000, 0x0000, 0x0000, 0x0000};
-    assert_read(f->reverse, 3, 3, 0x2014, phases, G_N_ELEMENTS(phases), "reverse Pa..Pc");
+    wbt_expect_words(f->reverse, 3, 3, 0x2014, phases, G_N_ELEMENTS(phases), "reverse Pa..Pc");
     /* ImpEp 0, ExpEp 12.5 kWh (0x4148 0x0000) */
     static const guint16 zero[] = {0x0000, 0x0000};
-    assert_read(f->reverse, 3, 3, 0x101E, zero, G_N_ELEMENTS(zero), "reverse ImpEp");
+    wbt_expect_words(f->reverse, 3, 3, 0x101E, zero, G_N_ELEMENTS(zero), "reverse ImpEp");
     static const guint16 exp[] = {0x4148, 0x0000};
-    assert_read(f->reverse, 3, 3, 0x1028, exp, G_N_ELEMENTS(exp), "reverse ExpEp");
+    wbt_expect_words(f->reverse, 3, 3, 0x1028, exp, G_N_ELEMENTS(exp), "reverse ExpEp");
     /* no voltage wired: the map's default, nominal 230 V = 2300.0 (0x450F 0xC000) */
     static const guint16 ua[] = {0x450F, 0xC000};
-    assert_read(f->reverse, 3, 3, 0x2006, ua, G_N_ELEMENTS(ua), "default Ua");
+    wbt_expect_words(f->reverse, 3, 3, 0x2006, ua, G_N_ELEMENTS(ua), "default Ua");
     /* nominal frequency 50 Hz = 5000.0 */
     static const guint16 hz[] = {0x459C, 0x4000};
-    assert_read(f->reverse, 3, 3, 0x2044, hz, G_N_ELEMENTS(hz), "default Freq");
+    wbt_expect_words(f->reverse, 3, 3, 0x2044, hz, G_N_ELEMENTS(hz), "default Freq");
     /* the served unit id is in Addr */
     static const guint16 addr[] = {0x0003};
-    assert_read(f->reverse, 3, 3, 0x002E, addr, 1, "Addr");
+    wbt_expect_words(f->reverse, 3, 3, 0x002E, addr, 1, "Addr");
 }
 
 static void test_gap_read_through(Fixture *f, gconstpointer data)
@@ -179,10 +166,10 @@ static void test_exceptions(Fixture *f, gconstpointer data)
     g_assert_null(w);
     wbt_daemon_expect_log(f->daemon, "a master wrote Addr = 5", 5000);
     static const guint16 five[] = {5};
-    assert_read(f->meter, 1, 3, 0x002E, five, 1, "Addr after write");
+    wbt_expect_words(f->meter, 1, 3, 0x002E, five, 1, "Addr after write");
     /* the unit id served did not change */
     static const guint16 pt[] = {0x46DE, 0xA800};
-    assert_read(f->meter, 1, 3, 0x2012, pt, 2, "Pt at unit 1 after the write");
+    wbt_expect_words(f->meter, 1, 3, 0x2012, pt, 2, "Pt at unit 1 after the write");
     /* out of range: exception 03 */
     g_autofree char *big = wbt_mbpoll_write(f->meter, 1, 0x002E, 300);
     g_assert_cmpstr(big, ==, "Illegal data value");
@@ -218,7 +205,7 @@ static void test_demo(void)
         g_free(wbt_write(confdir, names[i], patched));
     }
     WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
-    g_autofree char *target = wait_port(d, "pv-meter");
+    g_autofree char *target = wbt_daemon_tcp_target(d, "pv-meter");
     wbt_daemon_expect_log(d, "\\[pv-meter\\] serving measurements", 15000);
 
     g_autoptr(WbtRead) r = wbt_mbpoll_read(target, 1, 3, 0x2000, 32);
@@ -245,6 +232,108 @@ static void test_demo(void)
     wbt_tmpdir_free(g_steal_pointer(&dir));
 }
 
+/* A broken instance is disabled with its place named; enabled = false
+ * skips one; the rest run. */
+static void test_broken_instance_isolated(void)
+{
+    g_autofree char *dir = wbt_tmpdir_new();
+    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
+    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
+    g_autofree char *tpath = wbt_write(dir, "trace.csv", trace);
+    g_autofree char *src = g_strdup_printf("[trace]\nplugin = replay\ntrace = %s\nspeed = 10\n", tpath);
+    g_free(wbt_write(confdir, "10-trace.conf", src));
+    g_free(wbt_write(confdir, "20-good.conf",
+                     "[good]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-age = 1s\npoint.power = trace/pv/power\n"));
+    g_autofree char *bad = wbt_write(confdir, "30-bad.conf",
+                                     "[bad]\nplugin = dtsu666\ntransport = tcp\nport = 0\nbaud = fast\n");
+    g_autofree char *typo = wbt_write(confdir, "40-typo.conf",
+                                      "[typo]\nplugin = dtsu666\ntransport = tcp\npoint.pwoer = trace/pv/power\n");
+    g_free(wbt_write(confdir, "50-off.conf", "[off]\nplugin = dtsu666\nenabled = false\n"));
+    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_autofree char *good = wbt_daemon_tcp_target(d, "good");
+    wbt_daemon_expect_log(d, "running 2 instances \\(some were disabled by errors", 10000);
+    g_autofree char *log = wbt_daemon_log(d);
+    g_autofree char *e1 = g_strdup_printf("%s:5: [bad] baud: expected an integer from 300 to 921600, got \"fast\"", bad);
+    g_autofree char *e2 = g_strdup_printf("%s:4: [typo] point.pwoer: unknown measurement 'pwoer'", typo);
+    g_assert_nonnull(strstr(log, e1));
+    g_assert_nonnull(strstr(log, e2));
+    g_assert_nonnull(strstr(log, "[off] skipped (enabled = false)"));
+    g_assert_null(strstr(log, "[bad] serving"));
+    static const guint16 pt[] = {0x46DE, 0xA800};
+    wbt_expect_words(good, 1, 3, 0x2012, pt, 2, "the good instance serves");
+    wbt_daemon_stop(d);
+    wbt_tmpdir_free(g_steal_pointer(&dir));
+}
+
+/* max-clients refuses the client beyond it; idle-timeout drops a silent
+ * client, which frees the place. */
+static void test_tcp_clients(void)
+{
+    g_autofree char *dir = wbt_tmpdir_new();
+    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
+    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
+    g_free(wbt_write(confdir, "10-meter.conf",
+                     "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-clients = 1\nidle-timeout = 500ms\n"
+                     "on-stale = zero\n"));
+    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_autofree char *target = wbt_daemon_tcp_target(d, "meter");
+    static const guint16 freq[] = {0x459C, 0x4000}; /* nothing wired: nominal 50 Hz */
+    wbt_expect_words(target, 1, 3, 0x2044, freq, 2, "one client");
+
+    /* a client that connects and says nothing holds the only place */
+    g_autoptr(GSocketClient) client = g_socket_client_new();
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSocketConnection) idle =
+        g_socket_client_connect_to_host(client, "127.0.0.1", (guint16)atoi(target + 4), NULL, &error);
+    g_assert_no_error(error);
+    wbt_daemon_expect_log(d, "Modbus TCP client 127\\.0\\.0\\.1:\\d+ connected", 5000);
+    g_autoptr(WbtRead) refused = wbt_mbpoll_read(target, 1, 3, 0x2044, 2);
+    g_assert_false(refused->ok);
+    wbt_daemon_expect_log(d, "refusing Modbus TCP client .*max-clients", 5000);
+    /* after idle-timeout the silent client is dropped and reads work again */
+    wbt_daemon_expect_log(d, "closing Modbus TCP client .*: idle for 0\\.5 s", 5000);
+    wbt_expect_words(target, 1, 3, 0x2044, freq, 2, "after the idle client was dropped");
+    wbt_daemon_stop(d);
+    wbt_tmpdir_free(g_steal_pointer(&dir));
+}
+
+/* replay: cumulative columns continue across loops; others repeat. */
+static void test_replay_cumulative(void)
+{
+    g_autofree char *dir = wbt_tmpdir_new();
+    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
+    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
+    g_autofree char *tpath = wbt_write(dir, "counter.csv",
+                                       "# three seconds: the counter rises 0, 1, 2 kWh\n"
+                                       "time,power,energy-import\n"
+                                       "00:00:00,100,0\n00:00:01,100,1\n00:00:02,100,2\n");
+    g_autofree char *src = g_strdup_printf("[src]\nplugin = replay\ntrace = %s\nspeed = 10\n"
+                                           "cumulative = energy-import\n", tpath);
+    g_free(wbt_write(confdir, "10-src.conf", src));
+    g_free(wbt_write(confdir, "20-meter.conf",
+                     "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\n"
+                     "point.power = src/power\npoint.energy-import = src/energy-import\n"));
+    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_autofree char *target = wbt_daemon_tcp_target(d, "meter");
+    wbt_daemon_expect_log(d, "\\[src\\] replaying .*: 3 rows of 2 points from 00:00:00 at x10, looping", 10000);
+    /* a loop lasts 0.3 s; after 1.5 s the counter is past 2 + 2 * 3 kWh, and
+     * it only ever rises */
+    double last = -1;
+    for (int i = 0; i < 15; i++) {
+        wbt_sleep(100);
+        g_autoptr(WbtRead) r = wbt_mbpoll_read(target, 1, 3, 0x101E, 2);
+        if (!r->ok)
+            continue;
+        double v = word_float(r, 0);
+        g_assert_cmpfloat(v, >=, last);
+        last = v;
+    }
+    g_test_message("ImpEp after 1.5 s of x10 replay: %g kWh", last);
+    g_assert_cmpfloat(last, >=, 8);
+    wbt_daemon_stop(d);
+    wbt_tmpdir_free(g_steal_pointer(&dir));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -253,5 +342,8 @@ int main(int argc, char **argv)
     g_test_add("/dtsu666/tcp/gap-read-through", Fixture, NULL, setup, test_gap_read_through, teardown);
     g_test_add("/dtsu666/tcp/exceptions-and-writes", Fixture, NULL, setup, test_exceptions, teardown);
     g_test_add_func("/dtsu666/tcp/demo", test_demo);
+    g_test_add_func("/dtsu666/tcp/broken-instance-isolated", test_broken_instance_isolated);
+    g_test_add_func("/dtsu666/tcp/max-clients-and-idle", test_tcp_clients);
+    g_test_add_func("/replay/cumulative-across-loops", test_replay_cumulative);
     return g_test_run();
 }

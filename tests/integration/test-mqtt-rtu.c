@@ -28,7 +28,7 @@ static const char growatt_conf[] =
     "point.power-l2 = growatt/l2/power\npoint.power-l3 = growatt/l3/power\n"                       \
     "point.voltage-l1 = growatt/l1/voltage\npoint.voltage-l2 = growatt/l2/voltage\n"               \
     "point.voltage-l3 = growatt/l3/voltage\npoint.frequency = growatt/frequency\n"                 \
-    "point.energy-import = growatt/energy-import\nmax-age = 2s\n"
+    "point.energy-import = growatt/energy-import\nmax-age = 1s\n"
 
 /* the seed installation's meter on RS485, and two on TCP with the other
  * policies */
@@ -59,22 +59,14 @@ typedef struct {
     WbtRepeater *stick;   /* the Growatt stick, publishing every 200 ms */
 } Fixture;
 
-static char *tcp_port(WbtDaemon *d, const char *instance)
-{
-    g_autofree char *re = g_strdup_printf("\\[%s\\] serving Modbus TCP on 127\\.0\\.0\\.1:(\\d+)", instance);
-    g_autofree char *port = wbt_daemon_wait_log(d, re, 10000);
-    g_assert_nonnull(port);
-    return g_strdup_printf("tcp:%s", port);
-}
-
 static void start_daemon(Fixture *f)
 {
     f->daemon = wbt_daemon_start(f->confdir, f->statedir, NULL);
     wbt_daemon_expect_log(f->daemon, "\\[seed\\] serving Modbus RTU on ", 10000);
     g_free(f->strict);
     g_free(f->lenient);
-    f->strict = tcp_port(f->daemon, "strict");
-    f->lenient = tcp_port(f->daemon, "lenient");
+    f->strict = wbt_daemon_tcp_target(f->daemon, "strict");
+    f->lenient = wbt_daemon_tcp_target(f->daemon, "lenient");
     wbt_daemon_expect_log(f->daemon, "\\[growatt\\] connected to MQTT broker", 10000);
 }
 
@@ -123,39 +115,6 @@ static void teardown(Fixture *f, gconstpointer data)
     wbt_tmpdir_free(f->dir);
 }
 
-/* Reads until the words match, for up to 5 s. */
-static void expect_words(const char *target, guint addr, const guint16 *expected, guint n, const char *what)
-{
-    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
-    for (;;) {
-        g_autoptr(WbtRead) r = wbt_mbpoll_read(target, 1, 3, addr, n);
-        gboolean same = r->ok && r->words->len == n;
-        for (guint i = 0; same && i < n; i++)
-            same = g_array_index(r->words, guint16, i) == expected[i];
-        if (same)
-            return;
-        if (g_get_monotonic_time() > end) {
-            wbt_assert_words(r, expected, n, what);
-            return;
-        }
-        wbt_sleep(50);
-    }
-}
-
-/* Reads until mbpoll fails with @message, for up to 5 s. */
-static void expect_failure(const char *target, guint addr, const char *message, const char *what)
-{
-    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
-    for (;;) {
-        g_autoptr(WbtRead) r = wbt_mbpoll_read(target, 1, 3, addr, 2);
-        if (!r->ok && g_strcmp0(r->error, message) == 0)
-            return;
-        if (g_get_monotonic_time() > end)
-            g_error("%s: expected \"%s\", got %s", what, message, r->ok ? "an answer" : r->error);
-        wbt_sleep(50);
-    }
-}
-
 /* CRC-16/MODBUS, only to build requests Appendix A does not list. */
 static void add_crc(GByteArray *frame)
 {
@@ -185,7 +144,7 @@ static void test_frames(Fixture *f, gconstpointer data)
 {
     publish(f, "5678.234");
     static const guint16 pt[] = {0xC66A, 0x6000};
-    expect_words(f->rtu, 0x2012, pt, 2, "Pt over RTU");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt over RTU");
 
     /* Appendix A, byte for byte, CRCs included */
     static const guint8 read_pt[] = {0x01, 0x03, 0x20, 0x12, 0x00, 0x02, 0x6F, 0xCE};
@@ -227,100 +186,102 @@ static void test_frames(Fixture *f, gconstpointer data)
 
     /* mbpoll over RTU agrees */
     static const guint16 u[] = {0x4510, 0x5000, 0x4510, 0x7000, 0x4510, 0x3000};
-    expect_words(f->rtu, 0x2006, u, G_N_ELEMENTS(u), "Ua..Uc over RTU");
+    wbt_expect_words(f->rtu, 1, 3, 0x2006, u, G_N_ELEMENTS(u), "Ua..Uc over RTU");
     static const guint16 e[] = {0x45B1, 0x71DF};
-    expect_words(f->rtu, 0x101E, e, 2, "ImpEp over RTU");
+    wbt_expect_words(f->rtu, 1, 3, 0x101E, e, 2, "ImpEp over RTU");
 }
 
 static void test_garbage(Fixture *f, gconstpointer data)
 {
     publish(f, "5678.234");
     static const guint16 pt[] = {0xC66A, 0x6000};
-    expect_words(f->rtu, 0x2012, pt, 2, "Pt before the garbage");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt before the garbage");
 
     /* a payload that does not parse: the reason is logged, the last good
-     * values stay served (the stick now sends only garbage, so within
-     * max-age) */
+     * values stay served (the stick now sends only garbage: they stay until
+     * max-age, and never turn invalid or zero) */
     wbt_repeater_set_payload(f->stick, "garbage{\"OutputPower\":");
     wbt_daemon_expect_log(f->daemon, "\\[growatt\\] energy/solar: ignoring a payload that does not parse", 5000);
-    expect_words(f->rtu, 0x2012, pt, 2, "Pt after the garbage");
-    expect_words(f->strict, 0x2012, pt, 2, "Pt after the garbage (TCP)");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt after the garbage");
+    wbt_expect_words(f->strict, 1, 3, 0x2012, pt, 2, "Pt after the garbage (TCP)");
+    g_autofree char *log = wbt_daemon_log(f->daemon);
+    g_assert_null(strstr(log, "is invalid"));
     /* a field that is not a number keeps its last good value too */
     wbt_repeater_set_payload(f->stick, "{\"OutputPower\":\"lots\"}");
     wbt_daemon_expect_log(f->daemon, "field OutputPower is not a number", 5000);
     /* the other fields are missing from that payload: those points are
      * invalid now, so the seed meter serves zeros (on-invalid = zero) */
     publish(f, "5678.234");
-    expect_words(f->rtu, 0x2012, pt, 2, "Pt with good data again");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt with good data again");
 
     /* noise on the RS485 line: discarded, the next request is answered */
     static const guint8 noise[] = {0xFF, 0x00, 0x13, 0x37, 0x01, 0x03, 0x20, 0x99, 0xAB, 0xCD, 0xEF, 0x55, 0xAA};
     wbt_rtu_send(f->pty->b, noise, sizeof noise);
     wbt_sleep(700);
-    expect_words(f->rtu, 0x2012, pt, 2, "Pt after line noise");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt after line noise");
 }
 
 static void test_invalid(Fixture *f, gconstpointer data)
 {
     publish(f, "5678.234");
     static const guint16 pt[] = {0xC66A, 0x6000};
-    expect_words(f->rtu, 0x2012, pt, 2, "Pt");
-    expect_words(f->strict, 0x2012, pt, 2, "Pt (strict)");
-    expect_words(f->lenient, 0x2012, pt, 2, "Pt (lenient)");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt");
+    wbt_expect_words(f->strict, 1, 3, 0x2012, pt, 2, "Pt (strict)");
+    wbt_expect_words(f->lenient, 1, 3, 0x2012, pt, 2, "Pt (lenient)");
 
     /* the Growatt stick's read-failure message, exactly as it sends it */
     wbt_repeater_set_payload(f->stick, "{\"InverterStatus\": -1 }");
     /* on-invalid = zero: no power; voltages and the counter as last served */
     static const guint16 zero[] = {0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000};
-    expect_words(f->rtu, 0x2012, zero, 8, "Pt..Pc zeroed");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, zero, 8, "Pt..Pc zeroed");
     static const guint16 u[] = {0x4510, 0x5000, 0x4510, 0x7000, 0x4510, 0x3000};
-    expect_words(f->rtu, 0x2006, u, 6, "voltages kept");
+    wbt_expect_words(f->rtu, 1, 3, 0x2006, u, 6, "voltages kept");
     static const guint16 e[] = {0x45B1, 0x71DF};
-    expect_words(f->rtu, 0x101E, e, 2, "ImpEp kept");
+    wbt_expect_words(f->rtu, 1, 3, 0x101E, e, 2, "ImpEp kept");
     static const guint16 pf[] = {0x447A, 0x0000};
-    expect_words(f->rtu, 0x202A, pf, 2, "PF 1.000 with no load");
+    wbt_expect_words(f->rtu, 1, 3, 0x202A, pf, 2, "PF 1.000 with no load");
     /* on-invalid = exception: 04; on-invalid = silent: no answer */
-    expect_failure(f->strict, 0x2012, "Slave device or server failure", "strict meter");
-    expect_failure(f->lenient, 0x2012, "Connection timed out", "lenient meter");
+    wbt_expect_failure(f->strict, 1, 0x2012, "Slave device or server failure", "strict meter");
+    wbt_expect_failure(f->lenient, 1, 0x2012, "Connection timed out", "lenient meter");
 
     /* the inverter wakes up: serving again */
     publish(f, "5678.234");
-    expect_words(f->rtu, 0x2012, pt, 2, "Pt after waking");
-    expect_words(f->strict, 0x2012, pt, 2, "strict after waking");
-    expect_words(f->lenient, 0x2012, pt, 2, "lenient after waking");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt after waking");
+    wbt_expect_words(f->strict, 1, 3, 0x2012, pt, 2, "strict after waking");
+    wbt_expect_words(f->lenient, 1, 3, 0x2012, pt, 2, "lenient after waking");
 }
 
 static void test_stale(Fixture *f, gconstpointer data)
 {
     publish(f, "5678.234");
     static const guint16 pt[] = {0xC66A, 0x6000};
-    expect_words(f->rtu, 0x2012, pt, 2, "Pt");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt");
 
-    /* nothing more for longer than max-age (2 s) */
+    /* nothing more for longer than max-age (1 s) */
     stick_stop(f);
     wbt_daemon_expect_log(f->daemon, "\\[seed\\] silent: growatt/[a-z0-9/-]+ is stale \\(on-stale = silent\\)", 5000);
-    expect_failure(f->rtu, 0x2012, "Connection timed out", "seed meter when stale");
+    wbt_expect_failure(f->rtu, 1, 0x2012, "Connection timed out", "seed meter when stale");
     static const guint8 read_pt[] = {0x01, 0x03, 0x20, 0x12, 0x00, 0x02, 0x6F, 0xCE};
     g_autoptr(GBytes) none = wbt_rtu_exchange(f->pty->b, read_pt, sizeof read_pt, 300);
     g_assert_cmpuint(g_bytes_get_size(none), ==, 0);
-    expect_failure(f->strict, 0x2012, "Slave device or server failure", "strict meter when stale");
+    wbt_expect_failure(f->strict, 1, 0x2012, "Slave device or server failure", "strict meter when stale");
     /* on-stale = zero: 0 W, voltages kept */
     static const guint16 zero[] = {0x0000, 0x0000};
-    expect_words(f->lenient, 0x2012, zero, 2, "lenient Pt when stale");
+    wbt_expect_words(f->lenient, 1, 3, 0x2012, zero, 2, "lenient Pt when stale");
     static const guint16 ua[] = {0x4510, 0x5000};
-    expect_words(f->lenient, 0x2006, ua, 2, "lenient Ua when stale");
+    wbt_expect_words(f->lenient, 1, 3, 0x2006, ua, 2, "lenient Ua when stale");
 
     /* fresh data: answering resumes */
     publish(f, "5678.234");
-    expect_words(f->rtu, 0x2012, pt, 2, "Pt when fresh again");
-    expect_words(f->strict, 0x2012, pt, 2, "strict when fresh again");
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt when fresh again");
+    wbt_expect_words(f->strict, 1, 3, 0x2012, pt, 2, "strict when fresh again");
 }
 
 static void test_restart_lower_counter(Fixture *f, gconstpointer data)
 {
     publish(f, "5678.234");
     static const guint16 e[] = {0x45B1, 0x71DF}; /* 5678.234 kWh */
-    expect_words(f->rtu, 0x101E, e, 2, "ImpEp");
+    wbt_expect_words(f->rtu, 1, 3, 0x101E, e, 2, "ImpEp");
     stick_stop(f);
     wbt_daemon_stop(f->daemon);
 
@@ -329,13 +290,13 @@ static void test_restart_lower_counter(Fixture *f, gconstpointer data)
     publish(f, "5000");
     wbt_daemon_expect_log(f->daemon, "\\[seed\\] energy-import went backwards \\(5000\\.000 kWh < 5678\\.234 kWh", 5000);
     static const guint16 ua[] = {0x4510, 0x5000};
-    expect_words(f->rtu, 0x2006, ua, 2, "serving after the restart");
-    expect_words(f->rtu, 0x101E, e, 2, "ImpEp after the restart");
-    expect_words(f->rtu, 0x401E, e, 2, "ImpEp mirror after the restart");
+    wbt_expect_words(f->rtu, 1, 3, 0x2006, ua, 2, "serving after the restart");
+    wbt_expect_words(f->rtu, 1, 3, 0x101E, e, 2, "ImpEp after the restart");
+    wbt_expect_words(f->rtu, 1, 3, 0x401E, e, 2, "ImpEp mirror after the restart");
     /* and follows again once the source is past it: 6000.0 = 0x45BB8000 */
     publish(f, "6000");
     static const guint16 e6000[] = {0x45BB, 0x8000};
-    expect_words(f->rtu, 0x101E, e6000, 2, "ImpEp when the source passes it");
+    wbt_expect_words(f->rtu, 1, 3, 0x101E, e6000, 2, "ImpEp when the source passes it");
 }
 
 int main(int argc, char **argv)

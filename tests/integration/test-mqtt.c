@@ -58,7 +58,7 @@ static const char growatt_conf[] =
     "point.fresh = test/fresh\n";
 
 static const char meter_conf[] =
-    "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-age = 3s\n"
+    "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-age = 1s\n"
     "point.power = growatt/power\n"
     "point.power-l1 = growatt/l1/power\npoint.power-l2 = growatt/l2/power\npoint.power-l3 = growatt/l3/power\n"
     "point.voltage-l1 = growatt/l1/voltage\npoint.voltage-l2 = growatt/l2/voltage\npoint.voltage-l3 = growatt/l3/voltage\n"
@@ -66,10 +66,10 @@ static const char meter_conf[] =
     "point.frequency = growatt/frequency\npoint.energy-import = growatt/energy-import\n"
     "\n"
     /* one meter per extra mapping, each wired to Pt, so each value can be read */
-    "[kw]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\npoint.power = growatt/kw\n"
-    "[nested]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\npoint.power = growatt/nested\n"
-    "[kept]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\npoint.power = growatt/kept\n"
-    "[fresh]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\npoint.power = growatt/fresh\n";
+    "[kw]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\npoint.power = growatt/kw\n"
+    "[nested]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\npoint.power = growatt/nested\n"
+    "[kept]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\npoint.power = growatt/kept\n"
+    "[fresh]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\npoint.power = growatt/fresh\n";
 
 typedef struct {
     char *dir;
@@ -79,14 +79,6 @@ typedef struct {
     WbtDaemon *daemon;
     char *meter;
 } Fixture;
-
-static char *port_of(WbtDaemon *d, const char *instance)
-{
-    g_autofree char *re = g_strdup_printf("\\[%s\\] serving Modbus TCP on 127\\.0\\.0\\.1:(\\d+)", instance);
-    g_autofree char *port = wbt_daemon_wait_log(d, re, 10000);
-    g_assert_nonnull(port);
-    return g_strdup_printf("tcp:%s", port);
-}
 
 static void setup(Fixture *f, gconstpointer data)
 {
@@ -101,7 +93,7 @@ static void setup(Fixture *f, gconstpointer data)
     g_free(wbt_write(f->confdir, "10-growatt.conf", src));
     g_free(wbt_write(f->confdir, "20-meter.conf", meter_conf));
     f->daemon = wbt_daemon_start(f->confdir, f->statedir, NULL);
-    f->meter = port_of(f->daemon, "meter");
+    f->meter = wbt_daemon_tcp_target(f->daemon, "meter");
     wbt_daemon_expect_log(f->daemon, "\\[growatt\\] connected to MQTT broker localhost", 10000);
 }
 
@@ -115,26 +107,6 @@ static void teardown(Fixture *f, gconstpointer data)
     wbt_tmpdir_free(f->dir);
 }
 
-/* Reads until the words match or @timeout_ms passes (a message takes a
- * moment to travel broker -> daemon -> image). */
-static void expect_words(const char *target, guint addr, const guint16 *expected, guint n, const char *what)
-{
-    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
-    for (;;) {
-        g_autoptr(WbtRead) r = wbt_mbpoll_read(target, 1, 3, addr, n);
-        gboolean same = r->ok && r->words->len == n;
-        for (guint i = 0; same && i < n; i++)
-            same = g_array_index(r->words, guint16, i) == expected[i];
-        if (same)
-            return;
-        if (g_get_monotonic_time() > end) {
-            wbt_assert_words(r, expected, n, what);
-            return;
-        }
-        wbt_sleep(50);
-    }
-}
-
 static void test_growatt_sample(Fixture *f, gconstpointer data)
 {
     wbt_publish(f->broker, "energy/solar", growatt_sample, TRUE);
@@ -145,11 +117,11 @@ static void test_growatt_sample(Fixture *f, gconstpointer data)
     static const guint16 pt_pa[] = {0x4704, 0x0A00,    /* Pt 33802.0 */
                                     0x4630, 0x1C00};   /* Pa 11271.0 */
     static const guint16 qt[] = {0x0000, 0x0000};      /* Qt 0.0 */
-    expect_words(f->meter, 0x2044, hz, 2, "Freq");
-    expect_words(f->meter, 0x2006, ua, 2, "Ua");
-    expect_words(f->meter, 0x200C, ia, 2, "Ia");
-    expect_words(f->meter, 0x2012, pt_pa, 4, "Pt, Pa");
-    expect_words(f->meter, 0x201A, qt, 2, "Qt");
+    wbt_expect_words(f->meter, 1, 3, 0x2044, hz, 2, "Freq");
+    wbt_expect_words(f->meter, 1, 3, 0x2006, ua, 2, "Ua");
+    wbt_expect_words(f->meter, 1, 3, 0x200C, ia, 2, "Ia");
+    wbt_expect_words(f->meter, 1, 3, 0x2012, pt_pa, 4, "Pt, Pa");
+    wbt_expect_words(f->meter, 1, 3, 0x201A, qt, 2, "Qt");
 }
 
 static void test_openems_vectors(Fixture *f, gconstpointer data)
@@ -158,37 +130,37 @@ static void test_openems_vectors(Fixture *f, gconstpointer data)
     static const guint16 u[] = {0x4510, 0x5000, 0x4510, 0x7000, 0x4510, 0x3000,  /* 230.9 231.1 230.7 V */
                                 0x45A4, 0x1000, 0x4592, 0xE000, 0x4580, 0x2000,  /* 5.25 4.7 4.1 A */
                                 0x46DE, 0xA800, 0x4623, 0xC000, 0x462A, 0x2800, 0x45DE, 0xD000}; /* W */
-    expect_words(f->meter, 0x2006, u, G_N_ELEMENTS(u), "Ua..Pc");
+    wbt_expect_words(f->meter, 1, 3, 0x2006, u, G_N_ELEMENTS(u), "Ua..Pc");
     static const guint16 hz[] = {0x459C, 0x4C00};
-    expect_words(f->meter, 0x2044, hz, 2, "Freq 50.015");
+    wbt_expect_words(f->meter, 1, 3, 0x2044, hz, 2, "Freq 50.015");
     static const guint16 e[] = {0x45B1, 0x71DF};
-    expect_words(f->meter, 0x101E, e, 2, "ImpEp 5678.234");
+    wbt_expect_words(f->meter, 1, 3, 0x101E, e, 2, "ImpEp 5678.234");
 }
 
 static void test_mapping_forms(Fixture *f, gconstpointer data)
 {
     /* a plain number with a scale: 2.85 kW -> Pt 2850 W */
     wbt_publish(f->broker, "test/kilowatts", "2.85", FALSE);
-    g_autofree char *kw = port_of(f->daemon, "kw");
+    g_autofree char *kw = wbt_daemon_tcp_target(f->daemon, "kw");
     static const guint16 p2850[] = {0x46DE, 0xA800};
-    expect_words(kw, 0x2012, p2850, 2, "scaled plain number");
+    wbt_expect_words(kw, 1, 3, 0x2012, p2850, 2, "scaled plain number");
 
     /* a JsonPath into nested objects and arrays */
     wbt_publish(f->broker, "test/nested", "{\"meter\":{\"phases\":[{\"power\":1},{\"power\":2},{\"power\":-1500}]}}", FALSE);
-    g_autofree char *nested = port_of(f->daemon, "nested");
+    g_autofree char *nested = wbt_daemon_tcp_target(f->daemon, "nested");
     static const guint16 m1500[] = {0xC66A, 0x6000};
-    expect_words(nested, 0x2012, m1500, 2, "JsonPath field");
+    wbt_expect_words(nested, 1, 3, 0x2012, m1500, 2, "JsonPath field");
 }
 
 static void test_retained(Fixture *f, gconstpointer data)
 {
     /* retained=accept: served from the retained message */
-    g_autofree char *kept = port_of(f->daemon, "kept");
+    g_autofree char *kept = wbt_daemon_tcp_target(f->daemon, "kept");
     static const guint16 raw15000[] = {0x466A, 0x6000}; /* 1500 W = 15000.0 in 0.1 W */
-    expect_words(kept, 0x2012, raw15000, 2, "retained=accept");
+    wbt_expect_words(kept, 1, 3, 0x2012, raw15000, 2, "retained=accept");
 
     /* default: a retained message is of unknown age: invalid, so silent */
-    g_autofree char *fresh = port_of(f->daemon, "fresh");
+    g_autofree char *fresh = wbt_daemon_tcp_target(f->daemon, "fresh");
     wbt_daemon_expect_log(f->daemon, "\\[fresh\\] (still )?silent: growatt/fresh is invalid", 5000);
     g_autoptr(WbtRead) r = wbt_mbpoll_read(fresh, 1, 3, 0x2012, 2);
     g_assert_false(r->ok);
@@ -196,15 +168,15 @@ static void test_retained(Fixture *f, gconstpointer data)
     /* a live message makes it valid */
     wbt_publish(f->broker, "test/fresh", "-1500", FALSE);
     static const guint16 m1500[] = {0xC66A, 0x6000};
-    expect_words(fresh, 0x2012, m1500, 2, "live after retained");
+    wbt_expect_words(fresh, 1, 3, 0x2012, m1500, 2, "live after retained");
 }
 
 static void test_reconnect(Fixture *f, gconstpointer data)
 {
     wbt_publish(f->broker, "test/kilowatts", "1", FALSE);
-    g_autofree char *kw = port_of(f->daemon, "kw");
+    g_autofree char *kw = wbt_daemon_tcp_target(f->daemon, "kw");
     static const guint16 p1000[] = {0x461C, 0x4000};
-    expect_words(kw, 0x2012, p1000, 2, "before the broker restarts");
+    wbt_expect_words(kw, 1, 3, 0x2012, p1000, 2, "before the broker restarts");
 
     /* the broker goes away and comes back on the same port */
     guint port = f->broker->port;
@@ -227,7 +199,7 @@ static void test_reconnect(Fixture *f, gconstpointer data)
     g_assert_cmpuint(wbt_daemon_count_log(f->daemon, "\\[growatt\\] connected to MQTT broker"), ==, 2);
     wbt_publish(f->broker, "test/kilowatts", "2.85", FALSE);
     static const guint16 p2850[] = {0x46DE, 0xA800};
-    expect_words(kw, 0x2012, p2850, 2, "after the broker restarted");
+    wbt_expect_words(kw, 1, 3, 0x2012, p2850, 2, "after the broker restarted");
 }
 
 int main(int argc, char **argv)

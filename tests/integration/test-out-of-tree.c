@@ -122,7 +122,8 @@ static void test_out_of_tree(void)
     g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
     g_free(wbt_write(confdir, "10-hello.conf", "[hello]\nplugin = hello\npower = 2850\ninterval = 200ms\n"));
     g_free(wbt_write(confdir, "20-meter.conf",
-                     "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\npoint.power = hello/power\n"));
+                     "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\n"
+                     "point.power = hello/power\n"));
     g_autofree char *daemon = g_build_filename(tree, "usr", "local", "bin", "wattbridge", NULL);
     g_autofree char *datadir = g_build_filename(tree, "usr", "local", "share", "wattbridge", NULL);
     g_autofree char *statedir = g_build_filename(dir, "state", NULL);

@@ -349,6 +349,83 @@ static void test_check_config(Tmp *t, gconstpointer data)
     assert_contains(out, "configuration OK");
 }
 
+/* Runs the daemon with @args; returns the exit status. */
+static int run_cli(const char *const *args, char **out, char **err)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (char *)g_getenv("WB_TEST_DAEMON"));
+    for (int i = 0; args[i]; i++)
+        g_ptr_array_add(argv, (char *)args[i]);
+    g_ptr_array_add(argv, NULL);
+    int status = 0;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, out, err, &status, NULL));
+    g_test_message("stdout:\n%s\nstderr:\n%s", *out, *err);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_cli(void)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    const char *plugins = g_getenv("WB_PLUGIN_DIR");
+
+    /* --list-plugins: every plugin found, the broken ones with the reason */
+    const char *list[] = {"--list-plugins", "--plugin-dir", plugins, "--plugin-dir", plugin_dir, NULL};
+    g_assert_cmpint(run_cli(list, &out, &err), ==, 0);
+    assert_contains(out, "dtsu666");
+    assert_contains(out, "Emulated CHINT DTSU666 three-phase meter");
+    assert_contains(out, "mqtt");
+    assert_contains(out, "replay");
+    assert_contains(out, "source");
+    assert_contains(out, "(broken)");
+    assert_contains(out, "built for plugin ABI 2.0");
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+
+    /* the same through WATTBRIDGE_PLUGIN_PATH */
+    g_setenv("WATTBRIDGE_PLUGIN_PATH", plugins, TRUE);
+    const char *list_env[] = {"--list-plugins", NULL};
+    g_assert_cmpint(run_cli(list_env, &out, &err), ==, 0);
+    assert_contains(out, "dtsu666");
+    g_unsetenv("WATTBRIDGE_PLUGIN_PATH");
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+
+    /* --describe: the declaration, families, defaults, the exception code */
+    const char *describe[] = {"--describe", "dtsu666", "--plugin-dir", plugins, NULL};
+    g_assert_cmpint(run_cli(describe, &out, &err), ==, 0);
+    assert_contains(out, "dtsu666 ");
+    assert_contains(out, "point.<name> = <point>");
+    assert_contains(out, "on-stale = <enum> (default: silent)");
+    assert_contains(out, "Modbus exception 04");
+    assert_contains(out, "unit-id = <integer>");
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+
+    /* secrets are not shown */
+    const char *mqtt[] = {"--describe", "mqtt", "--plugin-dir", plugins, NULL};
+    g_assert_cmpint(run_cli(mqtt, &out, &err), ==, 0);
+    assert_contains(out, "password = <string> (secret)");
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+
+    const char *absent[] = {"--describe", "nonesuch", "--plugin-dir", plugins, NULL};
+    g_assert_cmpint(run_cli(absent, &out, &err), ==, 1);
+    assert_contains(err, "no plugin 'nonesuch'");
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+
+    const char *help[] = {"--help", NULL};
+    g_assert_cmpint(run_cli(help, &out, &err), ==, 0);
+    assert_contains(out, "--config-dir=DIR");
+    assert_contains(out, "--check-config");
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+
+    const char *bad[] = {"--frobnicate", NULL};
+    g_assert_cmpint(run_cli(bad, &out, &err), ==, 2);
+    assert_contains(err, "Unknown option --frobnicate");
+}
+
 /* The shipped example installations validate (no device is opened). */
 static void test_examples(void)
 {
@@ -393,6 +470,7 @@ int main(int argc, char **argv)
     ADD("/config/check-config", test_check_config);
     g_test_add_func("/config/options/durations", test_durations);
     g_test_add_func("/config/examples", test_examples);
+    g_test_add_func("/config/cli", test_cli);
     int rc = g_test_run();
     wb_plugin_free(good);
     return rc;
