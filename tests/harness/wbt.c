@@ -493,12 +493,13 @@ static gboolean port_open(guint port)
     return ok;
 }
 
-WbtBroker *wbt_broker_start_on(guint port)
+static WbtBroker *broker_start(guint port, const char *tls_conf)
 {
     WbtBroker *b = g_new0(WbtBroker, 1);
     b->dir = wbt_tmpdir_new();
     b->port = port;
-    g_autofree char *conf = g_strdup_printf("listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n", port);
+    g_autofree char *conf = g_strdup_printf("listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n%s", port,
+                                            tls_conf ? tls_conf : "");
     g_autofree char *path = wbt_write(b->dir, "mosquitto.conf", conf);
     g_autofree char *log = g_build_filename(b->dir, "mosquitto.log", NULL);
     g_autoptr(GSubprocessLauncher) launcher = launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
@@ -512,6 +513,25 @@ WbtBroker *wbt_broker_start_on(guint port)
     if (port_open(b->port))
         return b;
     wbt_broker_stop(b);
+    return NULL;
+}
+
+WbtBroker *wbt_broker_start_on(guint port)
+{
+    return broker_start(port, NULL);
+}
+
+WbtBroker *wbt_broker_start_tls(const char *cafile, const char *certfile, const char *keyfile)
+{
+    g_autofree char *tls = g_strdup_printf("cafile %s\ncertfile %s\nkeyfile %s\n", cafile, certfile, keyfile);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        WbtBroker *b = broker_start(wbt_free_port(), tls);
+        if (b) {
+            b->cafile = g_strdup(cafile);
+            return b;
+        }
+    }
+    g_error("could not start mosquitto with TLS");
     return NULL;
 }
 
@@ -535,14 +555,18 @@ void wbt_broker_stop(WbtBroker *b)
     wait_for(b->proc, 5000);
     g_object_unref(b->proc);
     wbt_tmpdir_free(b->dir);
+    g_free(b->cafile);
     g_free(b);
 }
 
 void wbt_publish(WbtBroker *b, const char *topic, const char *payload, gboolean retain)
 {
     g_autofree char *port = g_strdup_printf("%u", b->port);
-    const char *argv[] = {"mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-t", topic, "-m", payload,
-                          retain ? "-r" : NULL, NULL};
+    const char *plain[] = {"mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-t", topic, "-m", payload,
+                           retain ? "-r" : NULL, NULL};
+    const char *tls[] = {"mosquitto_pub", "-h", "localhost", "--cafile", b->cafile, "-p", port, "-t", topic,
+                         "-m", payload, retain ? "-r" : NULL, NULL};
+    const char *const *argv = b->cafile ? tls : plain;
     g_autofree char *err = NULL;
     int status = wbt_run(argv, 10000, NULL, &err);
     if (!g_spawn_check_wait_status(status, NULL))

@@ -101,12 +101,16 @@ typedef struct {
     GSubprocess *proc;
     guint port;
     char *dir;
+    char *cafile;      /* TLS: clients trust this CA and connect to "localhost" */
 } WbtBroker;
 
 /* A mosquitto broker on 127.0.0.1 at a free port, anonymous access. */
 WbtBroker *wbt_broker_start(void);
 /* The same on @port; NULL when the port cannot be had. */
 WbtBroker *wbt_broker_start_on(guint port);
+/* A broker whose listener speaks TLS with @certfile/@keyfile (for the name
+ * localhost); wbt_publish() then trusts @cafile. */
+WbtBroker *wbt_broker_start_tls(const char *cafile, const char *certfile, const char *keyfile);
 void wbt_broker_stop(WbtBroker *b);
 /* mosquitto_pub -h 127.0.0.1 -p PORT -t @topic -m @payload [-r] */
 void wbt_publish(WbtBroker *b, const char *topic, const char *payload, gboolean retain);

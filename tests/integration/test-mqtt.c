@@ -202,6 +202,72 @@ static void test_reconnect(Fixture *f, gconstpointer data)
     wbt_expect_words(kw, 1, 3, 0x2012, p2850, 2, "after the broker restarted");
 }
 
+static void openssl(const char *dir, const char *cmd)
+{
+    g_autofree char *full = g_strdup_printf("cd '%s' && %s", dir, cmd);
+    const char *argv[] = {"sh", "-c", full, NULL};
+    g_autofree char *err = NULL;
+    int status = wbt_run(argv, 30000, NULL, &err);
+    if (!g_spawn_check_wait_status(status, NULL))
+        g_error("%s: %s", cmd, err);
+}
+
+/* tls = true: the broker's certificate is checked against ca-file and must
+ * name the host; a broker with a certificate from another CA is refused. */
+static void test_tls(void)
+{
+    g_autofree char *dir = wbt_tmpdir_new();
+    const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    g_autofree char *ca = g_strdup_printf("openssl req -x509 %s -days 2 -subj /CN=wattbridge-test-ca "
+                                          "-keyout ca.key -out ca.crt 2>/dev/null", ec);
+    g_autofree char *other = g_strdup_printf("openssl req -x509 %s -days 2 -subj /CN=someone-else "
+                                             "-keyout other.key -out other.crt 2>/dev/null", ec);
+    g_autofree char *csr = g_strdup_printf("openssl req %s -subj /CN=localhost -keyout server.key -out server.csr "
+                                           "2>/dev/null", ec);
+    openssl(dir, ca);
+    openssl(dir, other);
+    openssl(dir, csr);
+    g_free(wbt_write(dir, "san.ext", "subjectAltName=DNS:localhost\n"));
+    openssl(dir, "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+                 "-extfile san.ext -out server.crt 2>/dev/null");
+    /* mosquitto started as root drops to its own user: let it reach the
+     * (throwaway) key */
+    openssl(dir, "chmod 0755 . && chmod 0644 server.key");
+    g_autofree char *cafile = g_build_filename(dir, "ca.crt", NULL);
+    g_autofree char *otherca = g_build_filename(dir, "other.crt", NULL);
+    g_autofree char *cert = g_build_filename(dir, "server.crt", NULL);
+    g_autofree char *key = g_build_filename(dir, "server.key", NULL);
+    WbtBroker *broker = wbt_broker_start_tls(cafile, cert, key);
+
+    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
+    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
+    g_autofree char *good = g_strdup_printf("[secure]\nplugin = mqtt\nhost = localhost\nport = %u\ntls = true\n"
+                                            "ca-file = %s\nreconnect-delay = 200ms\npoint.power = test/kw; scale=1000\n",
+                                            broker->port, cafile);
+    g_autofree char *bad = g_strdup_printf("[untrusted]\nplugin = mqtt\nhost = localhost\nport = %u\ntls = true\n"
+                                           "ca-file = %s\nreconnect-delay = 200ms\npoint.power = test/kw\n",
+                                           broker->port, otherca);
+    g_free(wbt_write(confdir, "10-secure.conf", good));
+    g_free(wbt_write(confdir, "11-untrusted.conf", bad));
+    g_free(wbt_write(confdir, "20-meter.conf", "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\n"
+                                               "max-age = 1s\npoint.power = secure/power\n"));
+    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_autofree char *meter = wbt_daemon_tcp_target(d, "meter");
+    wbt_daemon_expect_log(d, "\\[secure\\] connected to MQTT broker localhost", 10000);
+    wbt_publish(broker, "test/kw", "2.85", FALSE);
+    static const guint16 p2850[] = {0x46DE, 0xA800};
+    wbt_expect_words(meter, 1, 3, 0x2012, p2850, 2, "over TLS");
+
+    /* the certificate is not from the CA it trusts: refused, retried */
+    wbt_daemon_expect_log(d, "\\[untrusted\\] localhost:\\d+: .*TLS.*retrying", 10000);
+    wbt_daemon_expect_log(d, "\\[untrusted\\] .*certificate verify failed", 10000);
+    g_autofree char *log = wbt_daemon_log(d);
+    g_assert_null(strstr(log, "[untrusted] connected"));
+    wbt_daemon_stop(d);
+    wbt_broker_stop(broker);
+    wbt_tmpdir_free(g_steal_pointer(&dir));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -210,5 +276,6 @@ int main(int argc, char **argv)
     g_test_add("/mqtt/tcp/mapping-forms", Fixture, NULL, setup, test_mapping_forms, teardown);
     g_test_add("/mqtt/tcp/retained", Fixture, NULL, setup, test_retained, teardown);
     g_test_add("/mqtt/tcp/reconnect", Fixture, NULL, setup, test_reconnect, teardown);
+    g_test_add_func("/mqtt/tls", test_tls);
     return g_test_run();
 }
