@@ -24,6 +24,10 @@
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <mosquitto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
 
 /* mosquitto_lib_init() once per process, however many instances: a
  * process-wide count by nature, touched on the main context only. */
@@ -70,7 +74,8 @@ typedef struct {
     int fd;
     WbTimer *misc_timer;
     WbTimer *retry_timer;
-    gboolean tls_check_name;
+    char *last_error;      /* libmosquitto's last error log line, for the warning */
+    gboolean tcp_connecting; /* the socket's non-blocking connect() is in progress */
     gboolean connected;
     gboolean stopping;
     gboolean lost_reported;
@@ -377,7 +382,11 @@ static void connect_begin(Mqtt *q);
 
 static void update_watch(Mqtt *q)
 {
-    if (q->watch)
+    if (!q->watch)
+        return;
+    if (q->tcp_connecting)
+        wb_watch_set_condition(q->watch, G_IO_OUT); /* writable: connect() finished, one way or the other */
+    else
         wb_watch_set_condition(q->watch, G_IO_IN | (mosquitto_want_write(q->mosq) ? G_IO_OUT : 0));
 }
 
@@ -390,38 +399,72 @@ static void drop_watch(Mqtt *q)
 
 static gboolean try_next_address(Mqtt *q);
 
-static void schedule_retry(Mqtt *q, const char *why)
+/* The one place a failed or lost connection is handled.  libmosquitto has
+ * already closed the socket; it is only ever called by the caller of
+ * mosquitto_loop_read/write/misc, after the call, so one failure is handled
+ * once (on_disconnect() only records). */
+static void connection_failed(Mqtt *q, const char *why)
 {
     drop_watch(q);
     gboolean was_connected = q->connected;
     q->connected = FALSE;
-    if (q->stopping)
+    if (q->stopping || wb_timer_is_running(q->retry_timer) || q->cancel)
         return;
+    g_autofree char *reason = q->last_error ? g_strdup_printf("%s (%s)", why, q->last_error) : g_strdup(why);
+    g_clear_pointer(&q->last_error, g_free);
     /* still connecting: try the name's other addresses first (IPv6, IPv4) */
-    if (!was_connected && q->next_address && try_next_address(q))
-        return;
+    if (!was_connected && q->next_address) {
+        wb_log(q->inst, WB_LOG_DEBUG, "%s:%d: %s", q->host, q->port, reason);
+        if (try_next_address(q))
+            return;
+    }
     if (!q->lost_reported)
         wb_log(q->inst, WB_LOG_WARNING, "%s:%d: %s; retrying in %.3g s (then backing off up to %.3g s)", q->host,
-               q->port, why, (double)q->delay / 1e6, (double)q->delay_max / 1e6);
+               q->port, reason, (double)q->delay / 1e6, (double)q->delay_max / 1e6);
     else
-        wb_log(q->inst, WB_LOG_DEBUG, "%s:%d: %s; retrying in %.3g s", q->host, q->port, why, (double)q->delay / 1e6);
+        wb_log(q->inst, WB_LOG_DEBUG, "%s:%d: %s; retrying in %.3g s", q->host, q->port, reason,
+               (double)q->delay / 1e6);
     q->lost_reported = TRUE;
     wb_timer_start(q->retry_timer, (guint)(q->delay / 1000), FALSE);
     q->delay = MIN(q->delay * 2, q->delay_max);
+}
+
+static const char *rc_text(int rc)
+{
+    return rc == MOSQ_ERR_ERRNO ? g_strerror(errno) : mosquitto_strerror(rc);
 }
 
 static void on_socket(int fd, GIOCondition cond, gpointer user_data)
 {
     Mqtt *q = user_data;
     int rc = MOSQ_ERR_SUCCESS;
+
+    if (q->tcp_connecting) {
+        /* The connect() result is ours to read: libmosquitto treats a refused
+         * connection under TLS as "try again", and while a TLS handshake is
+         * pending it does not ask for writability. */
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err || (cond & (G_IO_ERR | G_IO_HUP))) {
+            connection_failed(q, err ? g_strerror(err) : "connection closed");
+            return;
+        }
+        q->tcp_connecting = FALSE;
+        cond |= G_IO_IN | G_IO_OUT; /* let libmosquitto start: the TLS handshake, then CONNECT */
+    }
     if (cond & (G_IO_IN | G_IO_HUP | G_IO_ERR))
         rc = mosquitto_loop_read(q->mosq, 10);
-    if (rc == MOSQ_ERR_SUCCESS && q->watch && (cond & G_IO_OUT))
+    if (rc == MOSQ_ERR_SUCCESS && (cond & G_IO_OUT))
         rc = mosquitto_loop_write(q->mosq, 10);
     if (rc != MOSQ_ERR_SUCCESS) {
-        /* libmosquitto has closed the socket (and called on_disconnect) */
-        if (q->watch || q->connected)
-            schedule_retry(q, rc == MOSQ_ERR_ERRNO ? g_strerror(errno) : mosquitto_strerror(rc));
+        connection_failed(q, rc_text(rc));
+        return;
+    }
+    if (cond & (G_IO_HUP | G_IO_ERR)) {
+        /* a hang-up libmosquitto did not report (it can during TLS) */
+        connection_failed(q, "the connection was closed");
         return;
     }
     update_watch(q);
@@ -432,8 +475,9 @@ static void on_misc(gpointer user_data)
     Mqtt *q = user_data;
     if (!q->watch)
         return;
-    if (mosquitto_loop_misc(q->mosq) != MOSQ_ERR_SUCCESS)
-        schedule_retry(q, "keepalive failed");
+    int rc = mosquitto_loop_misc(q->mosq);
+    if (rc != MOSQ_ERR_SUCCESS)
+        connection_failed(q, rc == MOSQ_ERR_KEEPALIVE ? "no answer from the broker within the keepalive" : rc_text(rc));
     else
         update_watch(q);
 }
@@ -442,14 +486,17 @@ static void on_connect(struct mosquitto *mosq, void *user_data, int rc)
 {
     Mqtt *q = user_data;
     if (rc != 0) {
-        /* refused: schedule_retry drops the socket; libmosquitto will
-         * disconnect too */
-        schedule_retry(q, mosquitto_connack_string(rc));
+        /* refused: libmosquitto closes the connection and the read that
+         * brought this CONNACK fails; connection_failed() handles it */
+        g_free(q->last_error);
+        q->last_error = g_strdup(mosquitto_connack_string(rc));
         return;
     }
     q->connected = TRUE;
+    q->next_address = NULL; /* a later failure starts again from a fresh lookup */
     q->lost_reported = FALSE;
     q->delay = q->delay_min;
+    g_clear_pointer(&q->last_error, g_free);
     wb_log(q->inst, WB_LOG_NOTICE, "connected to MQTT broker %s:%d; subscribing to %u topic%s", q->host, q->port,
            q->topics->len, q->topics->len == 1 ? "" : "s");
     for (guint i = 0; i < q->topics->len; i++) {
@@ -464,39 +511,41 @@ static void on_connect(struct mosquitto *mosq, void *user_data, int rc)
 static void on_disconnect(struct mosquitto *mosq, void *user_data, int rc)
 {
     Mqtt *q = user_data;
-    if (q->stopping || rc == 0)
-        return;
-    if (q->watch || q->connected)
-        schedule_retry(q, "the broker closed the connection");
+    if (rc != 0 && !q->stopping)
+        wb_log(q->inst, WB_LOG_DEBUG, "disconnected: %s", rc_text(rc));
 }
 
 static void on_log(struct mosquitto *mosq, void *user_data, int level, const char *text)
 {
     Mqtt *q = user_data;
-    if (level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING))
-        wb_log(q->inst, WB_LOG_DEBUG, "libmosquitto: %s", text);
+    if (!(level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING)))
+        return;
+    wb_log(q->inst, WB_LOG_DEBUG, "libmosquitto: %s", text);
+    if (level & MOSQ_LOG_ERR) {
+        g_free(q->last_error);
+        q->last_error = g_strdup(text);
+    }
 }
 
 /* Connects to *next_address; FALSE when no address could even be tried. */
 static gboolean try_next_address(Mqtt *q)
 {
+    drop_watch(q);
     while (q->next_address) {
         g_autofree char *ip = g_inet_address_to_string(q->next_address->data);
         q->next_address = q->next_address->next;
         /* A numeric address, so libmosquitto's own getaddrinfo() cannot
-         * block.  With tls and certificate checks the name itself is passed,
-         * since the certificate must name it; the lookup just made warms the
-         * caches. */
-        const char *target = q->tls_check_name ? q->host : ip;
-        int rc = mosquitto_connect_async(q->mosq, target, q->port, q->keepalive);
+         * block the main loop; with tls, OpenSSL checks the certificate
+         * against the configured name (see mqtt_create). */
+        int rc = mosquitto_connect_async(q->mosq, ip, q->port, q->keepalive);
         if (rc != MOSQ_ERR_SUCCESS) {
-            wb_log(q->inst, WB_LOG_DEBUG, "%s (%s):%d: %s", q->host, ip, q->port,
-                   rc == MOSQ_ERR_ERRNO ? g_strerror(errno) : mosquitto_strerror(rc));
+            wb_log(q->inst, WB_LOG_DEBUG, "%s (%s):%d: %s", q->host, ip, q->port, rc_text(rc));
             continue;
         }
         wb_log(q->inst, WB_LOG_DEBUG, "connecting to %s (%s):%d", q->host, ip, q->port);
         q->fd = mosquitto_socket(q->mosq);
-        q->watch = wb_watch_new(q->inst, q->fd, G_IO_IN, on_socket, q);
+        q->tcp_connecting = TRUE;
+        q->watch = wb_watch_new(q->inst, q->fd, G_IO_OUT, on_socket, q);
         update_watch(q);
         return TRUE;
     }
@@ -514,11 +563,11 @@ static void on_resolved(GObject *source, GAsyncResult *res, gpointer user_data)
     g_resolver_free_addresses(q->addresses);
     q->addresses = q->next_address = addresses;
     if (!addresses) {
-        schedule_retry(q, error->message);
+        connection_failed(q, error->message);
         return;
     }
     if (!try_next_address(q))
-        schedule_retry(q, "no address of the broker could be tried");
+        connection_failed(q, "no address of the broker could be tried");
 }
 
 static void connect_begin(Mqtt *q)
@@ -547,9 +596,66 @@ static void mqtt_free(Mqtt *q)
     g_ptr_array_unref(q->rules);
     g_free(q->host);
     g_free(q->client_id);
+    g_free(q->last_error);
     g_free(q);
     if (--lib_users == 0)
         mosquitto_lib_cleanup();
+}
+
+static gboolean ssl_failed(const WbConfig *config, GError **error, const char *key, const char *what,
+                           const char *file)
+{
+    char reason[256] = "";
+    ERR_error_string_n(ERR_get_error(), reason, sizeof reason);
+    wb_config_set_error(config, error, key, "cannot %s %s: %s", what, file, reason);
+    ERR_clear_error();
+    return FALSE;
+}
+
+/* The TLS context, configured here entirely: we connect to the resolved
+ * address, never the name (libmosquitto would resolve it with a blocking
+ * getaddrinfo()), so OpenSSL checks the certificate against the configured
+ * host through the context's verify parameters.  The TLS server name
+ * indication then carries the address.  (libmosquitto 2.0.11's own checks
+ * cannot be used with a caller's context: its verify callback rejects every
+ * certificate when libmosquitto did not create a context itself.) */
+static SSL_CTX *tls_context(const WbConfig *config, const char *host, GError **error)
+{
+    const char *ca = wb_config_get_string(config, "ca-file");
+    const char *cert = wb_config_get_string(config, "cert-file");
+    const char *key = wb_config_get_string(config, "key-file");
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    gboolean ok = ctx != NULL;
+    ok = ok && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1;
+    if (ok && ca && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
+        ok = ssl_failed(config, error, "ca-file", "load the CA certificates from", ca);
+    else if (ok && !ca && SSL_CTX_set_default_verify_paths(ctx) != 1)
+        ok = ssl_failed(config, error, "tls", "load the system's CA certificates", "");
+    if (ok && cert && SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        ok = ssl_failed(config, error, "cert-file", "load the client certificate", cert);
+    if (ok && cert && SSL_CTX_use_PrivateKey_file(ctx, key ? key : cert, SSL_FILETYPE_PEM) != 1)
+        ok = ssl_failed(config, error, "key-file", "load the client key", key ? key : cert);
+    if (ok && cert && SSL_CTX_check_private_key(ctx) != 1)
+        ok = ssl_failed(config, error, "key-file", "use the client key with", cert);
+    if (ok && !cert && key) {
+        wb_config_set_error(config, error, "key-file", "a key without cert-file");
+        ok = FALSE;
+    }
+    if (!ok) {
+        if (error && !*error)
+            g_set_error(error, WB_PLUGIN_ERROR, WB_PLUGIN_ERROR_FAILED, "cannot set up TLS");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (!wb_config_get_bool(config, "tls-insecure")) {
+        X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+        if (g_hostname_is_ip_address(host))
+            X509_VERIFY_PARAM_set1_ip_asc(param, host);
+        else
+            X509_VERIFY_PARAM_set1_host(param, host, 0);
+    }
+    return ctx;
 }
 
 static gboolean mqtt_create(WbInstance *instance, const WbConfig *config, gpointer *state, GError **error)
@@ -619,17 +725,14 @@ static gboolean mqtt_create(WbInstance *instance, const WbConfig *config, gpoint
         return FALSE;
     }
     if (wb_config_get_bool(config, "tls")) {
-        const char *ca = wb_config_get_string(config, "ca-file");
-        int rc = mosquitto_tls_set(q->mosq, ca, ca ? NULL : "/etc/ssl/certs", wb_config_get_string(config, "cert-file"),
-                                   wb_config_get_string(config, "key-file"), NULL);
-        if (rc != MOSQ_ERR_SUCCESS) {
-            wb_config_set_error(config, error, "tls", "%s (check ca-file, cert-file and key-file)",
-                                mosquitto_strerror(rc));
+        SSL_CTX *ctx = tls_context(config, q->host, error);
+        if (!ctx) {
             mqtt_free(q);
             return FALSE;
         }
-        mosquitto_tls_insecure_set(q->mosq, wb_config_get_bool(config, "tls-insecure"));
-        q->tls_check_name = !wb_config_get_bool(config, "tls-insecure");
+        mosquitto_void_option(q->mosq, MOSQ_OPT_SSL_CTX, ctx); /* takes its own reference */
+        mosquitto_int_option(q->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0); /* used as is */
+        SSL_CTX_free(ctx);
     }
     mosquitto_connect_callback_set(q->mosq, on_connect);
     mosquitto_disconnect_callback_set(q->mosq, on_disconnect);

@@ -6,6 +6,8 @@
  * register-maps.md 1.6 (the OpenEMS vectors). */
 #include "wbt.h"
 
+#include <signal.h>
+
 /* device-apis.md sample 3.3a, verbatim. */
 static const char growatt_sample[] =
     "{\"InverterStatus\":1,\"InputPower\":3504.7,\"PV1Voltage\":352.1,\"PV1InputCurrent\":5.2,\"PV1InputPower\":1830.9,"
@@ -247,8 +249,13 @@ static void test_tls(void)
     g_autofree char *bad = g_strdup_printf("[untrusted]\nplugin = mqtt\nhost = localhost\nport = %u\ntls = true\n"
                                            "ca-file = %s\nreconnect-delay = 200ms\npoint.power = test/kw\n",
                                            broker->port, otherca);
+    /* a certificate for "localhost" does not name 127.0.0.1 */
+    g_autofree char *by_ip = g_strdup_printf("[by-address]\nplugin = mqtt\nhost = 127.0.0.1\nport = %u\ntls = true\n"
+                                             "ca-file = %s\nreconnect-delay = 200ms\npoint.power = test/kw\n",
+                                             broker->port, cafile);
     g_free(wbt_write(confdir, "10-secure.conf", good));
     g_free(wbt_write(confdir, "11-untrusted.conf", bad));
+    g_free(wbt_write(confdir, "12-by-address.conf", by_ip));
     g_free(wbt_write(confdir, "20-meter.conf", "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\n"
                                                "max-age = 1s\npoint.power = secure/power\n"));
     WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
@@ -261,11 +268,41 @@ static void test_tls(void)
     /* the certificate is not from the CA it trusts: refused, retried */
     wbt_daemon_expect_log(d, "\\[untrusted\\] localhost:\\d+: .*TLS.*retrying", 10000);
     wbt_daemon_expect_log(d, "\\[untrusted\\] .*certificate verify failed", 10000);
+    wbt_daemon_expect_log(d, "\\[by-address\\] 127\\.0\\.0\\.1:\\d+: .*TLS.*certificate verify failed.*retrying", 10000);
     g_autofree char *log = wbt_daemon_log(d);
     g_assert_null(strstr(log, "[untrusted] connected"));
+    g_assert_null(strstr(log, "[by-address] connected"));
     wbt_daemon_stop(d);
     wbt_broker_stop(broker);
     wbt_tmpdir_free(g_steal_pointer(&dir));
+}
+
+/* A broker that stops answering (frozen, not closed): the keepalive
+ * notices, one warning is logged, and the connection comes back when the
+ * broker does. */
+static void test_keepalive(Fixture *f, gconstpointer data)
+{
+    wbt_publish(f->broker, "test/kilowatts", "1", FALSE);
+    g_autofree char *kw = wbt_daemon_tcp_target(f->daemon, "kw");
+    static const guint16 p1000[] = {0x461C, 0x4000};
+    wbt_expect_words(kw, 1, 3, 0x2012, p1000, 2, "before the broker freezes");
+    g_subprocess_send_signal(f->broker->proc, SIGSTOP);
+    /* keepalive = 5 s (MQTT's minimum in libmosquitto): a PINGREQ after
+     * 5 s, no PINGRESP within another 5 s */
+    g_autofree char *line = wbt_daemon_wait_log(
+        f->daemon, "(\\[growatt\\] .*no answer from the broker within the keepalive; retrying in 0\\.1 s.*)", 20000);
+    g_assert_nonnull(line);
+    g_subprocess_send_signal(f->broker->proc, SIGCONT);
+    gint64 end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (wbt_daemon_count_log(f->daemon, "\\[growatt\\] connected to MQTT broker") < 2 &&
+           g_get_monotonic_time() < end)
+        wbt_sleep(50);
+    g_assert_cmpuint(wbt_daemon_count_log(f->daemon, "\\[growatt\\] connected to MQTT broker"), ==, 2);
+    /* one failure, one warning, one retry */
+    g_assert_cmpuint(wbt_daemon_count_log(f->daemon, "warning: \\[growatt\\] .*retrying in"), ==, 1);
+    wbt_publish(f->broker, "test/kilowatts", "2.85", FALSE);
+    static const guint16 p2850[] = {0x46DE, 0xA800};
+    wbt_expect_words(kw, 1, 3, 0x2012, p2850, 2, "after the broker came back");
 }
 
 int main(int argc, char **argv)
@@ -277,5 +314,6 @@ int main(int argc, char **argv)
     g_test_add("/mqtt/tcp/retained", Fixture, NULL, setup, test_retained, teardown);
     g_test_add("/mqtt/tcp/reconnect", Fixture, NULL, setup, test_reconnect, teardown);
     g_test_add_func("/mqtt/tls", test_tls);
+    g_test_add("/mqtt/tcp/keepalive", Fixture, NULL, setup, test_keepalive, teardown);
     return g_test_run();
 }
