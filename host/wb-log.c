@@ -121,6 +121,15 @@ void wb_log_ratelimited(WbInstance *instance, WbLogLevel level, const char *key,
     if (!ratelimit_table)
         ratelimit_table = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     RateState *st = g_hash_table_lookup(ratelimit_table, id);
+    if (!st && g_hash_table_size(ratelimit_table) >= 256) {
+        /* keys can come from outside (MQTT topics): forget quiet ones */
+        GHashTableIter iter;
+        gpointer value;
+        g_hash_table_iter_init(&iter, ratelimit_table);
+        while (g_hash_table_iter_next(&iter, NULL, &value))
+            if (now - ((RateState *)value)->last >= RATELIMIT_INTERVAL_US && !((RateState *)value)->suppressed)
+                g_hash_table_iter_remove(&iter);
+    }
     if (!st) {
         st = g_new0(RateState, 1);
         g_hash_table_insert(ratelimit_table, g_strdup(id), st);

@@ -199,6 +199,8 @@ static void parse_map_group(Ctx *c, WbMap *map, const WbKfGroup *g)
         }
         g_array_append_val(map->blocks, b);
     }
+    if (!map->blocks->len)
+        err(c, line_of(c, g, "blocks"), "[map] blocks: no address range given (FIRST-LAST; ...)");
 }
 
 static int compare_blocks(gconstpointer a, gconstpointer b)

@@ -53,11 +53,17 @@ struct _WbModbusServer {
     guint16 *staging;
     gint staging_mode;
     guint staging_code;
+    gint64 staging_deadline;
+    gint staging_after_mode;
+    guint staging_after_code;
 
     GMutex lock;          /* guards live and live_code; held only to copy */
     guint16 *live;
     gint live_mode;       /* also read atomically without the lock */
     guint live_code;
+    gint64 live_deadline; /* 0: none; after it, live_after_mode applies */
+    gint live_after_mode;
+    guint live_after_code;
 
     GThread *thread;
     gint stop;
@@ -67,6 +73,7 @@ struct _WbModbusServer {
     WbModbusWriteFunc write_func;
     gpointer write_data;
     gboolean freed;
+    gboolean deadline_reported; /* guarded by lock */
 };
 
 struct _Client {
@@ -138,10 +145,11 @@ static gboolean apply_writes(gpointer data)
         if (s->write_func) {
             s->write_func(s, reg, job->value[i], s->write_data);
         } else {
-            wb_log(s->inst, WB_LOG_NOTICE,
-                   "a master wrote %s = %g%s%s; stored, so reads return it (the unit id and line settings "
-                   "served still come from the configuration)",
-                   reg->name, job->value[i], *reg->unit ? " " : "", reg->unit);
+            g_autofree char *key = g_strdup_printf("write:%s", reg->name);
+            wb_log_ratelimited(s->inst, WB_LOG_NOTICE, key,
+                               "a master wrote %s = %g%s%s; stored, so reads return it (the unit id and line "
+                               "settings served still come from the configuration)",
+                               reg->name, job->value[i], *reg->unit ? " " : "", reg->unit);
             store_value(s, reg, job->value[i]);
         }
     }
@@ -202,6 +210,7 @@ static void handle_request(WbModbusServer *s, modbus_t *ctx, const guint8 *req, 
         *was_silent = TRUE;
         return;
     }
+    gint64 now = g_get_monotonic_time();
 
     switch (fc) {
     case MODBUS_FC_READ_HOLDING_REGISTERS:
@@ -230,14 +239,26 @@ static void handle_request(WbModbusServer *s, modbus_t *ctx, const guint8 *req, 
 
     /* Snapshot: the mode and the requested words of one commit. */
     guint exc = 0;
+    gboolean report_deadline = FALSE;
     g_mutex_lock(&s->lock);
     mode = s->live_mode;
-    if (mode == WB_MODBUS_EXCEPTION)
+    if (mode == WB_MODBUS_SERVE && s->live_deadline && now > s->live_deadline) {
+        /* no commit came in time (the main loop stalled): never serve an
+         * image past its data's freshness */
+        mode = s->live_after_mode;
+        exc = s->live_after_code;
+        report_deadline = !s->deadline_reported;
+        s->deadline_reported = TRUE;
+    } else if (mode == WB_MODBUS_EXCEPTION) {
         exc = s->live_code;
+    }
     else if (is_read && !code)
         memcpy(&scratch->tab_registers[addr], &s->live[addr], count * sizeof(guint16));
     g_mutex_unlock(&s->lock);
 
+    if (report_deadline)
+        wb_log(s->inst, WB_LOG_WARNING, "no fresh image from the main loop in time; %s until one comes",
+               mode == WB_MODBUS_SILENT ? "silent" : "answering an exception");
     if (mode == WB_MODBUS_SILENT) {
         *was_silent = TRUE;
         return;
@@ -648,6 +669,17 @@ void wb_modbus_server_set_mode(WbModbusServer *s, WbModbusServerMode mode, guint
     s->staging_code = exception_code;
 }
 
+void wb_modbus_server_set_valid_until(WbModbusServer *s, gint64 deadline_us, WbModbusServerMode mode,
+                                      guint exception_code)
+{
+    g_return_if_fail(s != NULL);
+    g_return_if_fail(mode != WB_MODBUS_SERVE);
+    g_return_if_fail(mode != WB_MODBUS_EXCEPTION || (exception_code >= 1 && exception_code < MODBUS_EXCEPTION_MAX));
+    s->staging_deadline = deadline_us;
+    s->staging_after_mode = mode;
+    s->staging_after_code = exception_code;
+}
+
 void wb_modbus_server_commit(WbModbusServer *s)
 {
     g_return_if_fail(s != NULL);
@@ -658,6 +690,10 @@ void wb_modbus_server_commit(WbModbusServer *s)
     }
     g_atomic_int_set(&s->live_mode, s->staging_mode);
     s->live_code = s->staging_code;
+    s->live_deadline = s->staging_deadline;
+    s->live_after_mode = s->staging_after_mode;
+    s->live_after_code = s->staging_after_code;
+    s->deadline_reported = FALSE;
     g_mutex_unlock(&s->lock);
 }
 

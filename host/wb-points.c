@@ -30,7 +30,6 @@ struct _WbSubscription {
     GSource *stale_source;
     GSource *initial_source;
     GPtrArray *initial_points; /* WbPoint* that existed when a pattern was added */
-    guint64 serial;       /* the last dispatch that called this subscription */
     gboolean removed;
 };
 
@@ -39,7 +38,6 @@ struct _WbPointStore {
     GPtrArray *subs;      /* WbSubscription* */
     guint depth;          /* nesting of dispatches in progress */
     gboolean need_sweep;  /* subscriptions were removed during a dispatch */
-    guint64 serial;
 };
 
 enum { ENTRY_DOUBLE, ENTRY_STRING, ENTRY_INVALID };
@@ -379,10 +377,11 @@ void wb_batch_commit(WbBatch *batch)
     gint64 real_now = g_get_real_time();
     gint64 time = batch->time;
     gint64 mono = now - MAX(real_now - time, 0);
+    /* the subscriptions this batch reached, each once (a callback may
+     * commit a batch of its own meanwhile) */
     g_autoptr(GPtrArray) touched = g_ptr_array_new();
 
     dispatch_enter(store);
-    guint64 serial = ++store->serial;
     for (guint i = 0; i < batch->entries->len; i++) {
         const Entry *e = &g_array_index(batch->entries, Entry, i);
         WbPoint *p = point_get(store, g_strconcat(prefix, "/", e->name, NULL));
@@ -395,10 +394,8 @@ void wb_batch_commit(WbBatch *batch)
             deliver(sub, p, state_for(sub, p, now));
             if (sub->max_age > 0)
                 schedule_expiry(sub, p->mono + sub->max_age + 1);
-            if (sub->serial != serial) {
-                sub->serial = serial;
+            if (!g_ptr_array_find(touched, sub, NULL))
                 g_ptr_array_add(touched, sub);
-            }
         }
     }
     for (guint i = 0; i < touched->len; i++) {

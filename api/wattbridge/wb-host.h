@@ -124,8 +124,10 @@ char *wb_instance_find_data_file(WbInstance *instance, const char *name, GError 
  * @destroy: (nullable): frees @data afterwards, also when @func never runs
  *
  * Hands work from a plugin thread to the main context.  @func runs once, on
- * the main context, unless the instance has stopped by then; @destroy runs
- * in every case.  Any thread.
+ * the main context, only while the instance is started (between start()
+ * and stop()); otherwise it is dropped.  @destroy runs in every case, and
+ * may run after the instance's stop() and destroy(), so it must free only
+ * @data, never touch the plugin's state.  Any thread.
  */
 void wb_instance_invoke(WbInstance *instance, GSourceFunc func, gpointer data,
                         GDestroyNotify destroy);

@@ -143,8 +143,15 @@ typedef enum {
     WB_MODBUS_EXCEPTION = 2,
 } WbModbusServerMode;
 
-/** WB_MODBUS_SERVER_OPTIONS: the option specs wb_modbus_server_new() reads;
- * put them in a plugin's option table. */
+/**
+ * WB_MODBUS_SERVER_OPTIONS: the option specs wb_modbus_server_new() reads;
+ * put them in a plugin's option table.
+ *
+ * Unit ids: on RTU a request for another unit id gets no answer (the line
+ * is shared) and broadcasts (unit id 0) are neither answered nor applied;
+ * on TCP a request for another unit id is answered with exception 0x0B
+ * (gateway target device failed to respond).
+ */
 #define WB_MODBUS_SERVER_OPTIONS                                                                   \
     {.name = "transport", .type = WB_OPTION_ENUM, .default_value = "rtu",                          \
      .values = (const char *const[]){"rtu", "tcp", NULL},                                          \
@@ -226,6 +233,22 @@ gboolean wb_modbus_server_set_value(WbModbusServer *server, const WbMapRegister 
 /** wb_modbus_server_set_mode: stages the answering mode (and the exception
  * code for WB_MODBUS_EXCEPTION, 1..11); applied at commit.  Main context. */
 void wb_modbus_server_set_mode(WbModbusServer *server, WbModbusServerMode mode, guint exception_code);
+
+/**
+ * wb_modbus_server_set_valid_until:
+ * @server: a server
+ * @deadline_us: a g_get_monotonic_time() instant, or 0 for no deadline
+ * @mode: what the serving thread does after @deadline_us (not
+ *   WB_MODBUS_SERVE)
+ * @exception_code: for WB_MODBUS_EXCEPTION, 1..11
+ *
+ * Stages a deadline for the image: if no commit comes before it (the main
+ * loop stalled), the serving thread switches to @mode on its own, so an
+ * image never outlives its data's freshness.  Applied at commit; every
+ * commit replaces it.  Main context.
+ */
+void wb_modbus_server_set_valid_until(WbModbusServer *server, gint64 deadline_us, WbModbusServerMode mode,
+                                      guint exception_code);
 
 /**
  * wb_modbus_server_commit:

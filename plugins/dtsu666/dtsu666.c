@@ -3,8 +3,9 @@
  * Serves data/devices/chint-dtsu666.map on the host-owned Modbus server,
  * filled from points wired with "point.<measurement> = <point>".  Quantities
  * not wired are derived where physics allows (sums of phases, S from P and
- * Q, PF = P / S, line voltages from phase voltages, I = S / U) and otherwise
- * take the map's declared default.  A stale or invalid source is handled by
+ * Q, PF = P / S, line voltages from phase voltages, I = S / U with a wired
+ * voltage) and otherwise take the map's declared default: a current is
+ * never computed from the nominal voltage, which is not a measurement.  A stale or invalid source is handled by
  * the on-stale / on-invalid policies; energy counters served never
  * decrease, across restarts too. */
 #include <wattbridge/plugin.h>
@@ -47,6 +48,7 @@ typedef struct {
     gboolean seen;
     WbPointState state;
     double value;
+    gint64 expires;      /* monotonic time the value goes stale */
 } Wire;
 
 typedef struct {
@@ -80,6 +82,7 @@ typedef struct {
     gint64 state_saved;        /* monotonic time of the last save */
     gint64 save_interval;
     gboolean state_dirty;
+    GThread *saver;            /* the last save's thread (joined before the next) */
     int mode;                  /* -1 before the first commit */
     char *mode_reason;
 } Dtsu;
@@ -110,7 +113,8 @@ static const WbOptionSpec options[] = {
     {.name = "max-age", .type = WB_OPTION_DURATION, .default_value = "30s", .min = 0.05, .max = 86400,
      .unit = "s", .help = "How old a wired point may get before it counts as stale"},
     {.name = "nominal-voltage", .type = WB_OPTION_DOUBLE, .default_value = "230", .min = 50, .max = 500,
-     .unit = "V", .help = "Phase voltage served when no voltage is wired (line voltages: x sqrt(3))"},
+     .unit = "V", .help = "Phase voltage served when no voltage is wired (line voltages: x sqrt(3)); currents "
+                          "are derived (I = S / U) from wired voltages only"},
     {.name = "nominal-frequency", .type = WB_OPTION_DOUBLE, .default_value = "50", .min = 40, .max = 70,
      .unit = "Hz", .help = "Frequency served when none is wired"},
     {.name = "state-save-interval", .type = WB_OPTION_DURATION, .default_value = "5min", .min = 0.01,
@@ -219,10 +223,8 @@ static void state_load(Dtsu *d)
     }
 }
 
-static void state_save(Dtsu *d)
+static GBytes *state_serialize(Dtsu *d)
 {
-    if (!d->state_file || !d->state_dirty)
-        return;
     g_autoptr(GKeyFile) kf = g_key_file_new();
     g_key_file_set_comment(kf, NULL, NULL,
                            " The highest energy counters this emulated meter has served, in kWh. Delete this "
@@ -231,12 +233,53 @@ static void state_save(Dtsu *d)
     for (int k = K_EI; k <= K_EE3; k++)
         if (d->energy_max[k] > 0)
             g_key_file_set_double(kf, "energy", key_names[k], d->energy_max[k]);
+    gsize len = 0;
+    char *data = g_key_file_to_data(kf, &len, NULL);
+    return g_bytes_new_take(data, len);
+}
+
+typedef struct {
+    WbInstance *inst;
+    char *path;
+    GBytes *bytes;
+} SaveJob;
+
+/* The plugin's own thread: it may only log (host thread rules). */
+static gpointer save_thread(gpointer data)
+{
+    SaveJob *job = data;
+    gsize len = 0;
+    const char *bytes = g_bytes_get_data(job->bytes, &len);
     g_autoptr(GError) error = NULL;
-    if (!g_key_file_save_to_file(kf, d->state_file, &error))
-        wb_log_ratelimited(d->inst, WB_LOG_WARNING, "state-save", "cannot save %s: %s", d->state_file,
-                           error->message);
+    if (!g_file_set_contents_full(job->path, bytes, (gssize)len, G_FILE_SET_CONTENTS_CONSISTENT, 0640, &error))
+        wb_log_ratelimited(job->inst, WB_LOG_WARNING, "state-save", "cannot save %s: %s", job->path, error->message);
+    g_free(job->path);
+    g_bytes_unref(job->bytes);
+    g_free(job);
+    return NULL;
+}
+
+/* Saves the counters without blocking the main loop: an SD card's fsync
+ * can take long.  The file is replaced atomically. */
+static void state_save(Dtsu *d, gboolean wait)
+{
+    if (d->saver) {
+        g_thread_join(d->saver); /* the previous save, minutes ago */
+        d->saver = NULL;
+    }
+    if (!d->state_file || !d->state_dirty)
+        return;
+    SaveJob *job = g_new0(SaveJob, 1);
+    job->inst = d->inst;
+    job->path = g_strdup(d->state_file);
+    job->bytes = state_serialize(d);
+    d->saver = g_thread_new("wb-dtsu666-save", save_thread, job);
     d->state_dirty = FALSE;
     d->state_saved = g_get_monotonic_time();
+    if (wait) {
+        g_thread_join(d->saver);
+        d->saver = NULL;
+    }
 }
 
 /* ---- the image --------------------------------------------------------- */
@@ -290,11 +333,15 @@ static void refresh(Dtsu *d)
     Policy policy = POLICY_SILENT;
     g_autofree char *reason = NULL;
     if (stale || invalid) {
-        const Wire *w = stale ? stale : invalid;
-        policy = stale ? d->on_stale : d->on_invalid;
+        /* A stale wire decides, unless the invalid one asks for more caution
+         * (no numbers at all rather than zeros). */
+        gboolean use_stale = stale && !(invalid && d->on_stale == POLICY_ZERO && d->on_invalid != POLICY_ZERO);
+        const Wire *w = use_stale ? stale : invalid;
+        policy = use_stale ? d->on_stale : d->on_invalid;
         reason = g_strdup_printf("%s is %s (%s = %s)", w->point,
-                                 stale ? (w->seen ? "stale" : "not published yet") : "invalid",
-                                 stale ? "on-stale" : "on-invalid", policy_names[policy]);
+                                 use_stale ? (w->seen ? "stale" : "not published yet") : "invalid",
+                                 use_stale ? "on-stale" : "on-invalid", policy_names[policy]);
+        wb_modbus_server_set_valid_until(d->server, 0, WB_MODBUS_SILENT, 0);
         if (policy != POLICY_ZERO) {
             set_mode(d, policy == POLICY_SILENT ? WB_MODBUS_SILENT : WB_MODBUS_EXCEPTION, reason);
             wb_modbus_server_commit(d->server);
@@ -352,11 +399,23 @@ static void refresh(Dtsu *d)
         d->last[k] = m.v[k];
         d->have_last[k] = TRUE;
     }
+    if (!reason) {
+        /* measurements: if the main loop stalls past their freshness (plus
+         * half a max-age of grace for the stale timer), the serving thread
+         * stops presenting them by itself */
+        gint64 deadline = G_MAXINT64;
+        for (guint i = 0; i < d->wires->len; i++)
+            deadline = MIN(deadline, ((Wire *)g_ptr_array_index(d->wires, i))->expires);
+        if (deadline != G_MAXINT64)
+            wb_modbus_server_set_valid_until(d->server, deadline + d->max_age / 2,
+                                             d->on_stale == POLICY_EXCEPTION ? WB_MODBUS_EXCEPTION : WB_MODBUS_SILENT,
+                                             EXCEPTION_NO_DATA);
+    }
     set_mode(d, WB_MODBUS_SERVE, reason);
     wb_modbus_server_commit(d->server);
 
     if (d->state_dirty && g_get_monotonic_time() - d->state_saved >= d->save_interval)
-        state_save(d);
+        state_save(d, FALSE);
 }
 
 static void on_point(const WbPoint *point, WbPointState state, gpointer user_data)
@@ -368,6 +427,7 @@ static void on_point(const WbPoint *point, WbPointState state, gpointer user_dat
         w->seen = TRUE;
         w->state = state;
         if (state != WB_POINT_STALE) {
+            w->expires = g_get_monotonic_time() - wb_point_get_age(point) + d->max_age;
             if (wb_point_is_string(point))
                 w->state = WB_POINT_INVALID; /* a text point cannot feed a measurement */
             else
@@ -520,6 +580,17 @@ static gboolean dtsu_start(gpointer state, GError **error)
 {
     Dtsu *d = state;
     state_load(d);
+    /* The counters served before the restart are what the zero policy keeps
+     * serving until data comes (never 0, never lower). */
+    for (guint i = 0; i < d->wires->len; i++) {
+        int k = ((Wire *)g_ptr_array_index(d->wires, i))->key;
+        if (d->reverse && k >= K_EI && k <= K_EE3)
+            k = k <= K_EI3 ? k + (K_EE - K_EI) : k - (K_EE - K_EI);
+        if (k >= K_EI && k <= K_EE3 && d->energy_max[k] > 0) {
+            d->last[k] = d->energy_max[k];
+            d->have_last[k] = TRUE;
+        }
+    }
     refresh(d); /* nothing published yet: the on-stale policy decides */
     if (!wb_modbus_server_start(d->server, error))
         return FALSE;
@@ -541,7 +612,7 @@ static void dtsu_stop(gpointer state)
     d->sub = NULL;
     wb_modbus_server_free(d->server);
     d->server = NULL;
-    state_save(d);
+    state_save(d, TRUE); /* and join any save still running */
 }
 
 static void dtsu_destroy(gpointer state)

@@ -246,7 +246,8 @@ static void tick(gpointer user_data)
     const Trace *t = r->trace;
     double first = g_array_index(t->times, double, 0);
     double elapsed = (double)(g_get_monotonic_time() - r->t0) / 1e6 * r->speed;
-    double pos = r->start_at + elapsed - first;
+    /* a start-at before the trace's first row starts at that row */
+    double pos = MAX(r->start_at - first, 0.0) + elapsed;
     double len = duration(r);
     gint64 loop = (gint64)floor(pos / len);
     pos = first + (pos - (double)loop * len);

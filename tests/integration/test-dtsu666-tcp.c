@@ -334,6 +334,62 @@ static void test_replay_cumulative(void)
     wbt_tmpdir_free(g_steal_pointer(&dir));
 }
 
+/* The main loop stalls (a plugin blocks it): the serving thread must not
+ * keep presenting the image past its data's freshness. */
+static void test_main_loop_stall(void)
+{
+    g_autofree char *dir = wbt_tmpdir_new();
+    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
+    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
+    g_autofree char *tpath = wbt_write(dir, "trace.csv", trace);
+    g_autofree char *src = g_strdup_printf("[trace]\nplugin = replay\ntrace = %s\nspeed = 10\n", tpath);
+    g_free(wbt_write(confdir, "10-trace.conf", src));
+    g_free(wbt_write(confdir, "20-meter.conf",
+                     "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-age = 600ms\npoint.power = trace/pv/power\n"));
+    g_free(wbt_write(confdir, "30-stall.conf", "[stall]\nplugin = stall\nafter = 800ms\nblock = 3s\n"));
+    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_autofree char *meter = wbt_daemon_tcp_target(d, "meter");
+    static const guint16 pt[] = {0x46DE, 0xA800};
+    wbt_expect_words(meter, 1, 3, 0x2012, pt, 2, "before the stall");
+    wbt_daemon_expect_log(d, "\\[stall\\] stalling the main loop", 5000);
+    /* max-age 0.6 s plus 0.3 s of grace: silent well within the 3 s stall */
+    wbt_sleep(1300);
+    g_autoptr(WbtRead) during = wbt_mbpoll_read(meter, 1, 3, 0x2012, 2);
+    g_assert_false(during->ok);
+    g_assert_cmpstr(during->error, ==, "Connection timed out");
+    wbt_daemon_expect_log(d, "\\[meter\\] no fresh image from the main loop in time; silent", 5000);
+    /* the stall ends, fresh data flows again */
+    wbt_daemon_expect_log(d, "\\[stall\\] stall over", 5000);
+    wbt_expect_words(meter, 1, 3, 0x2012, pt, 2, "after the stall");
+    wbt_daemon_stop(d);
+    wbt_tmpdir_free(g_steal_pointer(&dir));
+}
+
+/* replay: a start-at before the trace's first row starts at that row;
+ * counters never go below it. */
+static void test_replay_start_before_trace(void)
+{
+    g_autofree char *dir = wbt_tmpdir_new();
+    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
+    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
+    g_autofree char *tpath = wbt_write(dir, "morning.csv",
+                                       "time,power,energy-import\n06:00:00,100,5\n06:00:01,100,6\n06:00:02,100,7\n");
+    g_autofree char *src = g_strdup_printf("[src]\nplugin = replay\ntrace = %s\nstart-at = 00:00\nspeed = 0.5\n"
+                                           "cumulative = energy-import\n", tpath);
+    g_free(wbt_write(confdir, "10-src.conf", src));
+    g_free(wbt_write(confdir, "20-meter.conf",
+                     "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\n"
+                     "point.energy-import = src/energy-import\n"));
+    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_autofree char *meter = wbt_daemon_tcp_target(d, "meter");
+    static const guint16 five[] = {0x40A0, 0x0000}; /* 5.0 kWh: the first row */
+    wbt_expect_words(meter, 1, 3, 0x101E, five, 2, "ImpEp from the first row");
+    g_autofree char *log = wbt_daemon_log(d);
+    g_assert_null(strstr(log, "went backwards"));
+    wbt_daemon_stop(d);
+    wbt_tmpdir_free(g_steal_pointer(&dir));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -345,5 +401,7 @@ int main(int argc, char **argv)
     g_test_add_func("/dtsu666/tcp/broken-instance-isolated", test_broken_instance_isolated);
     g_test_add_func("/dtsu666/tcp/max-clients-and-idle", test_tcp_clients);
     g_test_add_func("/replay/cumulative-across-loops", test_replay_cumulative);
+    g_test_add_func("/replay/start-before-trace", test_replay_start_before_trace);
+    g_test_add_func("/dtsu666/tcp/main-loop-stall", test_main_loop_stall);
     return g_test_run();
 }

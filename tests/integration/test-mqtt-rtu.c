@@ -285,8 +285,15 @@ static void test_restart_lower_counter(Fixture *f, gconstpointer data)
     stick_stop(f);
     wbt_daemon_stop(f->daemon);
 
-    /* the source comes back with a lower counter: the meter does not go back */
+    /* restarted, no data yet: the zero policy serves the saved counter,
+     * never 0; the others stay silent or answer 04 */
     start_daemon(f);
+    wbt_expect_words(f->lenient, 1, 3, 0x101E, e, 2, "ImpEp under on-stale = zero before any data");
+    static const guint16 zero[] = {0x0000, 0x0000};
+    wbt_expect_words(f->lenient, 1, 3, 0x2012, zero, 2, "Pt under on-stale = zero before any data");
+    wbt_expect_failure(f->rtu, 1, 0x101E, "Connection timed out", "seed meter before any data");
+
+    /* the source comes back with a lower counter: the meter does not go back */
     publish(f, "5000");
     wbt_daemon_expect_log(f->daemon, "\\[seed\\] energy-import went backwards \\(5000\\.000 kWh < 5678\\.234 kWh", 5000);
     static const guint16 ua[] = {0x4510, 0x5000};

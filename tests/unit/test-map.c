@@ -171,6 +171,7 @@ static const BadMap bad_maps[] = {
     {HEAD "[input 0]\nname = a\ntype = u16\n", 4, "format 1 has holding registers only"},
     {"[map]\nformat = 2\nblocks = 0-9\n", 2, "this is format 2; this wattbridge reads format 1"},
     {"[map]\nformat = 1\n", 1, "missing 'blocks'"},
+    {"[map]\nformat = 1\nblocks = ;\n", 3, "blocks: no address range given"},
     {HEAD "[holding 0]\nname = a\ntype = u16\n[holding 0]\nname = b\n", 7, "section [holding 0] repeated"},
 };
 

@@ -171,6 +171,42 @@ static void test_many_patterns(Fixture *f, gconstpointer data)
     g_assert_cmpstr(later, ==, "pv/frequency=50/valid END");
 }
 
+typedef struct {
+    WbInstance *pv;
+    int ends;
+} Nester;
+
+static void on_a_publish_c(const WbPoint *p, WbPointState state, gpointer user_data)
+{
+    Nester *n = user_data;
+    WbBatch *b = wb_batch_new(n->pv);
+    wb_batch_add_double(b, "c", 3, NULL);
+    wb_batch_commit(b);
+}
+
+static void ignore_point(const WbPoint *p, WbPointState state, gpointer user_data)
+{
+}
+
+static void count_end(gpointer user_data)
+{
+    ((Nester *)user_data)->ends++;
+}
+
+/* A point callback that commits a batch of its own: each batch still ends
+ * once for a subscription both reach. */
+static void test_nested_commit(Fixture *f, gconstpointer data)
+{
+    Nester n = {.pv = f->pv};
+    wb_subscribe(f->sink, "pv/#", 0, ignore_point, count_end, &n);
+    wb_subscribe(f->sink, "pv/a", 0, on_a_publish_c, NULL, &n);
+    WbBatch *b = wb_batch_new(f->pv);
+    wb_batch_add_double(b, "a", 1, NULL);
+    wb_batch_add_double(b, "b", 2, NULL);
+    wb_batch_commit(b);
+    g_assert_cmpint(n.ends, ==, 2); /* the nested batch's, then the outer one's */
+}
+
 static void test_states(Fixture *f, gconstpointer data)
 {
     g_autoptr(Recorder) r = recorder_new();
@@ -364,6 +400,7 @@ int main(int argc, char **argv)
     g_test_add_func("/points/wildcards", test_wildcards);
     g_test_add("/points/batch", Fixture, NULL, fixture_setup, test_batch, fixture_teardown);
     g_test_add("/points/many-patterns", Fixture, NULL, fixture_setup, test_many_patterns, fixture_teardown);
+    g_test_add("/points/nested-commit", Fixture, NULL, fixture_setup, test_nested_commit, fixture_teardown);
     g_test_add("/points/states", Fixture, NULL, fixture_setup, test_states, fixture_teardown);
     g_test_add("/points/staleness", Fixture, NULL, fixture_setup, test_staleness, fixture_teardown);
     g_test_add("/points/old-sample", Fixture, NULL, fixture_setup, test_old_sample, fixture_teardown);
