@@ -498,8 +498,11 @@ static WbtBroker *broker_start(guint port, const char *tls_conf)
     WbtBroker *b = g_new0(WbtBroker, 1);
     b->dir = wbt_tmpdir_new();
     b->port = port;
-    g_autofree char *conf = g_strdup_printf("listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n%s", port,
-                                            tls_conf ? tls_conf : "");
+    /* "user": mosquitto started as root would switch to its own user, and a
+     * change of credentials clears PR_SET_PDEATHSIG: the broker of a test
+     * that aborts would outlive it */
+    g_autofree char *conf = g_strdup_printf("listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                                            "user %s\n%s", port, g_get_user_name(), tls_conf ? tls_conf : "");
     g_autofree char *path = wbt_write(b->dir, "mosquitto.conf", conf);
     g_autofree char *log = g_build_filename(b->dir, "mosquitto.log", NULL);
     g_autoptr(GSubprocessLauncher) launcher = launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
