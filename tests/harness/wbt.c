@@ -68,6 +68,50 @@ char *wbt_write(const char *dir, const char *name, const char *text)
     return path;
 }
 
+WbtScratch *wbt_scratch_new(void)
+{
+    WbtScratch *s = g_new0(WbtScratch, 1);
+    s->dir = wbt_tmpdir_new();
+    s->confdir = g_build_filename(s->dir, "conf.d", NULL);
+    s->statedir = g_build_filename(s->dir, "state", NULL);
+    g_mkdir_with_parents(s->confdir, 0755);
+    return s;
+}
+
+void wbt_scratch_free(WbtScratch *s)
+{
+    if (!s)
+        return;
+    wbt_tmpdir_free(s->dir);
+    g_free(s->confdir);
+    g_free(s->statedir);
+    g_free(s);
+}
+
+static char *write_va(const char *dir, const char *name, const char *format, va_list args)
+{
+    g_autofree char *text = g_strdup_vprintf(format, args);
+    return wbt_write(dir, name, text);
+}
+
+char *wbt_scratch_write(WbtScratch *s, const char *name, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    char *path = write_va(s->dir, name, format, args);
+    va_end(args);
+    return path;
+}
+
+char *wbt_scratch_conf(WbtScratch *s, const char *name, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    char *path = write_va(s->confdir, name, format, args);
+    va_end(args);
+    return path;
+}
+
 /* ---- processes ---------------------------------------------------------- */
 
 /* Every child dies with the test: a test that aborts must not leave a
@@ -225,6 +269,11 @@ WbtDaemon *wbt_daemon_start(const char *confdir, const char *statedir, const cha
         g_ptr_array_add(argv, (char *)extra_args[i]);
     g_ptr_array_add(argv, NULL);
     return wbt_daemon_spawn((const char *const *)argv->pdata, NULL);
+}
+
+WbtDaemon *wbt_scratch_daemon(WbtScratch *s)
+{
+    return wbt_daemon_start(s->confdir, s->statedir, NULL);
 }
 
 char *wbt_daemon_log(WbtDaemon *d)

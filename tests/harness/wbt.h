@@ -20,6 +20,22 @@ void wbt_tmpdir_free(char *dir);
 /* Writes @text to @dir/@name (creating parent directories); returns the path. */
 char *wbt_write(const char *dir, const char *name, const char *text);
 
+/* A scratch tree for one test: @dir (removed with it), its conf.d and its
+ * state directory. */
+typedef struct {
+    char *dir;
+    char *confdir;
+    char *statedir;
+} WbtScratch;
+
+WbtScratch *wbt_scratch_new(void);
+void wbt_scratch_free(WbtScratch *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbtScratch, wbt_scratch_free)
+/* Writes a file (printf-style) into the scratch dir; returns its path. */
+char *wbt_scratch_write(WbtScratch *s, const char *name, const char *format, ...) G_GNUC_PRINTF(3, 4);
+/* Writes a drop-in (printf-style) into the scratch conf.d; returns its path. */
+char *wbt_scratch_conf(WbtScratch *s, const char *name, const char *format, ...) G_GNUC_PRINTF(3, 4);
+
 /* ---- the daemon --------------------------------------------------------- */
 
 typedef struct {
@@ -46,6 +62,8 @@ void wbt_daemon_expect_log(WbtDaemon *d, const char *regex, guint timeout_ms);
 guint wbt_daemon_count_log(WbtDaemon *d, const char *regex);
 /* The daemon's stderr so far. */
 char *wbt_daemon_log(WbtDaemon *d);
+/* wbt_daemon_start() on the scratch tree's conf.d and state directory. */
+WbtDaemon *wbt_scratch_daemon(WbtScratch *s);
 /* SIGTERM, wait up to 15 s; asserts exit status 0 and no sanitizer report. */
 void wbt_daemon_stop(WbtDaemon *d);
 /* For a test that expects the daemon to fail: SIGTERM and return its wait status. */

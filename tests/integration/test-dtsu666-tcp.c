@@ -46,9 +46,7 @@ static const char meter_conf[] =
     "point.energy-import = trace/rev/energy-import\n";
 
 typedef struct {
-    char *dir;
-    char *confdir;
-    char *statedir;
+    WbtScratch *s;
     WbtDaemon *daemon;
     char *meter;    /* "tcp:PORT" */
     char *reverse;
@@ -56,14 +54,12 @@ typedef struct {
 
 static void setup(Fixture *f, gconstpointer data)
 {
-    f->dir = wbt_tmpdir_new();
-    f->confdir = g_build_filename(f->dir, "conf.d", NULL);
-    f->statedir = g_build_filename(f->dir, "state", NULL);
-    g_autofree char *tpath = wbt_write(f->dir, "trace.csv", trace);
+    f->s = wbt_scratch_new();
+    g_autofree char *tpath = wbt_scratch_write(f->s, "trace.csv", "%s", trace);
     g_autofree char *src = g_strdup_printf("[trace]\nplugin = replay\ntrace = %s\nspeed = 10\n", tpath);
-    g_free(wbt_write(f->confdir, "10-trace.conf", src));
-    g_free(wbt_write(f->confdir, "20-meter.conf", meter_conf));
-    f->daemon = wbt_daemon_start(f->confdir, f->statedir, NULL);
+    g_free(wbt_scratch_conf(f->s, "10-trace.conf", "%s", src));
+    g_free(wbt_scratch_conf(f->s, "20-meter.conf", "%s", meter_conf));
+    f->daemon = wbt_scratch_daemon(f->s);
     f->meter = wbt_daemon_tcp_target(f->daemon, "meter");
     f->reverse = wbt_daemon_tcp_target(f->daemon, "reverse");
     wbt_daemon_expect_log(f->daemon, "\\[meter\\] serving measurements", 10000);
@@ -75,9 +71,7 @@ static void teardown(Fixture *f, gconstpointer data)
     wbt_daemon_stop(f->daemon);
     g_free(f->meter);
     g_free(f->reverse);
-    g_free(f->confdir);
-    g_free(f->statedir);
-    wbt_tmpdir_free(f->dir);
+    wbt_scratch_free(f->s);
 }
 
 static void test_vectors(Fixture *f, gconstpointer data)
@@ -192,9 +186,7 @@ static double word_float(const WbtRead *r, guint i)
 /* The shipped demo configuration, on a free port: what the README runs. */
 static void test_demo(void)
 {
-    g_autofree char *dir = wbt_tmpdir_new();
-    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
-    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
     const char *names[] = {"10-trace.conf", "20-pv-meter.conf"};
     for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
         g_autofree char *src = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "conf.d", names[i], NULL);
@@ -202,9 +194,9 @@ static void test_demo(void)
         g_assert_true(g_file_get_contents(src, &text, NULL, NULL));
         g_autoptr(GRegex) re = g_regex_new("^port = 5020$", G_REGEX_MULTILINE, 0, NULL);
         g_autofree char *patched = g_regex_replace_literal(re, text, -1, 0, "port = 0", 0, NULL);
-        g_free(wbt_write(confdir, names[i], patched));
+        g_free(wbt_scratch_conf(s, names[i], "%s", patched));
     }
-    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    WbtDaemon *d = wbt_scratch_daemon(s);
     g_autofree char *target = wbt_daemon_tcp_target(d, "pv-meter");
     wbt_daemon_expect_log(d, "\\[pv-meter\\] serving measurements", 15000);
 
@@ -229,27 +221,24 @@ static void test_demo(void)
     g_assert_cmpfloat(word_float(hz, 0), >=, 4995);
     g_assert_cmpfloat(word_float(hz, 0), <=, 5005);
     wbt_daemon_stop(d);
-    wbt_tmpdir_free(g_steal_pointer(&dir));
 }
 
 /* A broken instance is disabled with its place named; enabled = false
  * skips one; the rest run. */
 static void test_broken_instance_isolated(void)
 {
-    g_autofree char *dir = wbt_tmpdir_new();
-    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
-    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
-    g_autofree char *tpath = wbt_write(dir, "trace.csv", trace);
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    g_autofree char *tpath = wbt_scratch_write(s, "trace.csv", "%s", trace);
     g_autofree char *src = g_strdup_printf("[trace]\nplugin = replay\ntrace = %s\nspeed = 10\n", tpath);
-    g_free(wbt_write(confdir, "10-trace.conf", src));
-    g_free(wbt_write(confdir, "20-good.conf",
+    g_free(wbt_scratch_conf(s, "10-trace.conf", "%s", src));
+    g_free(wbt_scratch_conf(s, "20-good.conf", "%s",
                      "[good]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-age = 1s\npoint.power = trace/pv/power\n"));
-    g_autofree char *bad = wbt_write(confdir, "30-bad.conf",
+    g_autofree char *bad = wbt_scratch_conf(s, "30-bad.conf", "%s",
                                      "[bad]\nplugin = dtsu666\ntransport = tcp\nport = 0\nbaud = fast\n");
-    g_autofree char *typo = wbt_write(confdir, "40-typo.conf",
+    g_autofree char *typo = wbt_scratch_conf(s, "40-typo.conf", "%s",
                                       "[typo]\nplugin = dtsu666\ntransport = tcp\npoint.pwoer = trace/pv/power\n");
-    g_free(wbt_write(confdir, "50-off.conf", "[off]\nplugin = dtsu666\nenabled = false\n"));
-    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_free(wbt_scratch_conf(s, "50-off.conf", "%s", "[off]\nplugin = dtsu666\nenabled = false\n"));
+    WbtDaemon *d = wbt_scratch_daemon(s);
     g_autofree char *good = wbt_daemon_tcp_target(d, "good");
     wbt_daemon_expect_log(d, "running 2 instances \\(some were disabled by errors", 10000);
     g_autofree char *log = wbt_daemon_log(d);
@@ -262,20 +251,17 @@ static void test_broken_instance_isolated(void)
     static const guint16 pt[] = {0x46DE, 0xA800};
     wbt_expect_words(good, 1, 3, 0x2012, pt, 2, "the good instance serves");
     wbt_daemon_stop(d);
-    wbt_tmpdir_free(g_steal_pointer(&dir));
 }
 
 /* max-clients refuses the client beyond it; idle-timeout drops a silent
  * client, which frees the place. */
 static void test_tcp_clients(void)
 {
-    g_autofree char *dir = wbt_tmpdir_new();
-    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
-    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
-    g_free(wbt_write(confdir, "10-meter.conf",
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    g_free(wbt_scratch_conf(s, "10-meter.conf", "%s",
                      "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-clients = 1\nidle-timeout = 500ms\n"
                      "on-stale = zero\n"));
-    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    WbtDaemon *d = wbt_scratch_daemon(s);
     g_autofree char *target = wbt_daemon_tcp_target(d, "meter");
     static const guint16 freq[] = {0x459C, 0x4000}; /* nothing wired: nominal 50 Hz */
     wbt_expect_words(target, 1, 3, 0x2044, freq, 2, "one client");
@@ -294,26 +280,23 @@ static void test_tcp_clients(void)
     wbt_daemon_expect_log(d, "closing Modbus TCP client .*: idle for 0\\.5 s", 5000);
     wbt_expect_words(target, 1, 3, 0x2044, freq, 2, "after the idle client was dropped");
     wbt_daemon_stop(d);
-    wbt_tmpdir_free(g_steal_pointer(&dir));
 }
 
 /* replay: cumulative columns continue across loops; others repeat. */
 static void test_replay_cumulative(void)
 {
-    g_autofree char *dir = wbt_tmpdir_new();
-    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
-    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
-    g_autofree char *tpath = wbt_write(dir, "counter.csv",
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    g_autofree char *tpath = wbt_scratch_write(s, "counter.csv", "%s",
                                        "# three seconds: the counter rises 0, 1, 2 kWh\n"
                                        "time,power,energy-import\n"
                                        "00:00:00,100,0\n00:00:01,100,1\n00:00:02,100,2\n");
     g_autofree char *src = g_strdup_printf("[src]\nplugin = replay\ntrace = %s\nspeed = 10\n"
                                            "cumulative = energy-import\n", tpath);
-    g_free(wbt_write(confdir, "10-src.conf", src));
-    g_free(wbt_write(confdir, "20-meter.conf",
+    g_free(wbt_scratch_conf(s, "10-src.conf", "%s", src));
+    g_free(wbt_scratch_conf(s, "20-meter.conf", "%s",
                      "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\n"
                      "point.power = src/power\npoint.energy-import = src/energy-import\n"));
-    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    WbtDaemon *d = wbt_scratch_daemon(s);
     g_autofree char *target = wbt_daemon_tcp_target(d, "meter");
     wbt_daemon_expect_log(d, "\\[src\\] replaying .*: 3 rows of 2 points from 00:00:00 at x10, looping", 10000);
     /* a loop lasts 0.3 s; after 1.5 s the counter is past 2 + 2 * 3 kWh, and
@@ -331,23 +314,20 @@ static void test_replay_cumulative(void)
     g_test_message("ImpEp after 1.5 s of x10 replay: %g kWh", last);
     g_assert_cmpfloat(last, >=, 8);
     wbt_daemon_stop(d);
-    wbt_tmpdir_free(g_steal_pointer(&dir));
 }
 
 /* The main loop stalls (a plugin blocks it): the serving thread must not
  * keep presenting the image past its data's freshness. */
 static void test_main_loop_stall(void)
 {
-    g_autofree char *dir = wbt_tmpdir_new();
-    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
-    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
-    g_autofree char *tpath = wbt_write(dir, "trace.csv", trace);
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    g_autofree char *tpath = wbt_scratch_write(s, "trace.csv", "%s", trace);
     g_autofree char *src = g_strdup_printf("[trace]\nplugin = replay\ntrace = %s\nspeed = 10\n", tpath);
-    g_free(wbt_write(confdir, "10-trace.conf", src));
-    g_free(wbt_write(confdir, "20-meter.conf",
+    g_free(wbt_scratch_conf(s, "10-trace.conf", "%s", src));
+    g_free(wbt_scratch_conf(s, "20-meter.conf", "%s",
                      "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-age = 600ms\npoint.power = trace/pv/power\n"));
-    g_free(wbt_write(confdir, "30-stall.conf", "[stall]\nplugin = stall\nafter = 800ms\nblock = 3s\n"));
-    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_free(wbt_scratch_conf(s, "30-stall.conf", "%s", "[stall]\nplugin = stall\nafter = 800ms\nblock = 3s\n"));
+    WbtDaemon *d = wbt_scratch_daemon(s);
     g_autofree char *meter = wbt_daemon_tcp_target(d, "meter");
     static const guint16 pt[] = {0x46DE, 0xA800};
     wbt_expect_words(meter, 1, 3, 0x2012, pt, 2, "before the stall");
@@ -362,32 +342,28 @@ static void test_main_loop_stall(void)
     wbt_daemon_expect_log(d, "\\[stall\\] stall over", 5000);
     wbt_expect_words(meter, 1, 3, 0x2012, pt, 2, "after the stall");
     wbt_daemon_stop(d);
-    wbt_tmpdir_free(g_steal_pointer(&dir));
 }
 
 /* replay: a start-at before the trace's first row starts at that row;
  * counters never go below it. */
 static void test_replay_start_before_trace(void)
 {
-    g_autofree char *dir = wbt_tmpdir_new();
-    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
-    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
-    g_autofree char *tpath = wbt_write(dir, "morning.csv",
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    g_autofree char *tpath = wbt_scratch_write(s, "morning.csv", "%s",
                                        "time,power,energy-import\n06:00:00,100,5\n06:00:01,100,6\n06:00:02,100,7\n");
     g_autofree char *src = g_strdup_printf("[src]\nplugin = replay\ntrace = %s\nstart-at = 00:00\nspeed = 0.5\n"
                                            "cumulative = energy-import\n", tpath);
-    g_free(wbt_write(confdir, "10-src.conf", src));
-    g_free(wbt_write(confdir, "20-meter.conf",
+    g_free(wbt_scratch_conf(s, "10-src.conf", "%s", src));
+    g_free(wbt_scratch_conf(s, "20-meter.conf", "%s",
                      "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\n"
                      "point.energy-import = src/energy-import\n"));
-    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    WbtDaemon *d = wbt_scratch_daemon(s);
     g_autofree char *meter = wbt_daemon_tcp_target(d, "meter");
     static const guint16 five[] = {0x40A0, 0x0000}; /* 5.0 kWh: the first row */
     wbt_expect_words(meter, 1, 3, 0x101E, five, 2, "ImpEp from the first row");
     g_autofree char *log = wbt_daemon_log(d);
     g_assert_null(strstr(log, "went backwards"));
     wbt_daemon_stop(d);
-    wbt_tmpdir_free(g_steal_pointer(&dir));
 }
 
 int main(int argc, char **argv)

@@ -8,14 +8,11 @@
 
 static void test_leak(void)
 {
-    g_autofree char *dir = wbt_tmpdir_new();
-    g_autofree char *confdir = g_build_filename(dir, "conf.d", NULL);
-    g_autofree char *statedir = g_build_filename(dir, "state", NULL);
-    g_free(wbt_write(confdir, "10-leaky.conf", "[leaky]\nplugin = leaky\n"));
-    WbtDaemon *d = wbt_daemon_start(confdir, statedir, NULL);
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    g_free(wbt_scratch_conf(s, "10-leaky.conf", "%s", "[leaky]\nplugin = leaky\n"));
+    WbtDaemon *d = wbt_scratch_daemon(s);
     wbt_daemon_expect_log(d, "running 1 instance", 10000);
     wbt_daemon_stop(d);
-    wbt_tmpdir_free(g_steal_pointer(&dir));
 }
 
 int main(int argc, char **argv)

@@ -47,9 +47,7 @@ static const char payload[] =
     "\"TotalGenerateEnergy\":%s}";
 
 typedef struct {
-    char *dir;
-    char *confdir;
-    char *statedir;
+    WbtScratch *s;
     WbtBroker *broker;
     WbtPty *pty;
     WbtDaemon *daemon;
@@ -61,7 +59,7 @@ typedef struct {
 
 static void start_daemon(Fixture *f)
 {
-    f->daemon = wbt_daemon_start(f->confdir, f->statedir, NULL);
+    f->daemon = wbt_scratch_daemon(f->s);
     wbt_daemon_expect_log(f->daemon, "\\[seed\\] serving Modbus RTU on ", 10000);
     g_free(f->strict);
     g_free(f->lenient);
@@ -88,16 +86,14 @@ static void stick_stop(Fixture *f)
 
 static void setup(Fixture *f, gconstpointer data)
 {
-    f->dir = wbt_tmpdir_new();
-    f->confdir = g_build_filename(f->dir, "conf.d", NULL);
-    f->statedir = g_build_filename(f->dir, "state", NULL);
+    f->s = wbt_scratch_new();
     f->broker = wbt_broker_start();
-    f->pty = wbt_pty_start(f->dir, "rs485");
+    f->pty = wbt_pty_start(f->s->dir, "rs485");
     f->rtu = g_strdup_printf("rtu:%s", f->pty->b);
     g_autofree char *src = g_strdup_printf(growatt_conf, f->broker->port);
     g_autofree char *meters = g_strdup_printf(meters_conf, f->pty->a);
-    g_free(wbt_write(f->confdir, "10-growatt.conf", src));
-    g_free(wbt_write(f->confdir, "20-meters.conf", meters));
+    g_free(wbt_scratch_conf(f->s, "10-growatt.conf", "%s", src));
+    g_free(wbt_scratch_conf(f->s, "20-meters.conf", "%s", meters));
     start_daemon(f);
 }
 
@@ -110,9 +106,7 @@ static void teardown(Fixture *f, gconstpointer data)
     g_free(f->rtu);
     g_free(f->strict);
     g_free(f->lenient);
-    g_free(f->confdir);
-    g_free(f->statedir);
-    wbt_tmpdir_free(f->dir);
+    wbt_scratch_free(f->s);
 }
 
 /* CRC-16/MODBUS, only to build requests Appendix A does not list. */

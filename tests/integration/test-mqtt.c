@@ -74,9 +74,7 @@ static const char meter_conf[] =
     "[fresh]\nplugin = dtsu666\ntransport = tcp\nport = 0\nphases = 1\nmax-age = 1s\npoint.power = growatt/fresh\n";
 
 typedef struct {
-    char *dir;
-    char *confdir;
-    char *statedir;
+    WbtScratch *s;
     WbtBroker *broker;
     WbtDaemon *daemon;
     char *meter;
@@ -84,17 +82,15 @@ typedef struct {
 
 static void setup(Fixture *f, gconstpointer data)
 {
-    f->dir = wbt_tmpdir_new();
-    f->confdir = g_build_filename(f->dir, "conf.d", NULL);
-    f->statedir = g_build_filename(f->dir, "state", NULL);
+    f->s = wbt_scratch_new();
     f->broker = wbt_broker_start();
     /* retained before the daemon subscribes: one accepted, one not */
     wbt_publish(f->broker, "test/kept", "1500", TRUE);
     wbt_publish(f->broker, "test/fresh", "1500", TRUE);
     g_autofree char *src = g_strdup_printf(growatt_conf, f->broker->port);
-    g_free(wbt_write(f->confdir, "10-growatt.conf", src));
-    g_free(wbt_write(f->confdir, "20-meter.conf", meter_conf));
-    f->daemon = wbt_daemon_start(f->confdir, f->statedir, NULL);
+    g_free(wbt_scratch_conf(f->s, "10-growatt.conf", "%s", src));
+    g_free(wbt_scratch_conf(f->s, "20-meter.conf", "%s", meter_conf));
+    f->daemon = wbt_scratch_daemon(f->s);
     f->meter = wbt_daemon_tcp_target(f->daemon, "meter");
     wbt_daemon_expect_log(f->daemon, "\\[growatt\\] connected to MQTT broker localhost", 10000);
 }
@@ -104,9 +100,7 @@ static void teardown(Fixture *f, gconstpointer data)
     wbt_daemon_stop(f->daemon);
     wbt_broker_stop(f->broker);
     g_free(f->meter);
-    g_free(f->confdir);
-    g_free(f->statedir);
-    wbt_tmpdir_free(f->dir);
+    wbt_scratch_free(f->s);
 }
 
 static void test_growatt_sample(Fixture *f, gconstpointer data)
