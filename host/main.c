@@ -15,6 +15,8 @@ static gboolean opt_check_config;
 static gboolean opt_list_plugins;
 static char *opt_describe;
 static gboolean opt_version;
+static char **opt_check_maps;
+static char *opt_import_csv;
 static gboolean opt_verbose;
 
 static const GOptionEntry entries[] = {
@@ -35,6 +37,14 @@ static const GOptionEntry entries[] = {
     {"list-plugins", 0, 0, G_OPTION_ARG_NONE, &opt_list_plugins, "List the plugins found and exit", NULL},
     {"describe", 0, 0, G_OPTION_ARG_STRING, &opt_describe, "Print PLUGIN's description and options and exit",
      "PLUGIN"},
+    {"check-map", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_check_maps,
+     "Validate the register map FILE (repeatable): overlaps, sizes, types, units, quantities; every error "
+     "names the file and line; exit 0 when all are valid, 1 otherwise",
+     "FILE"},
+    {"import-csv", 0, 0, G_OPTION_ARG_FILENAME, &opt_import_csv,
+     "Turn the register table in the CSV file FILE (columns named like map keys; '#!' lines give [map] keys) "
+     "into a register map on standard output",
+     "FILE"},
     {"version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and the plugin ABI, then exit", NULL},
     {"verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, "Log info and debug messages too", NULL},
     {NULL},
@@ -124,6 +134,43 @@ static int describe(const char *const *dirs, const char *name)
     g_autofree char *text = wb_plugin_describe(plugin);
     fputs(text, stdout);
     wb_plugin_free(plugin);
+    return 0;
+}
+
+static int check_maps(char **paths)
+{
+    static const char *const tables[] = {"coil", "discrete", "input", "holding"};
+    int status = 0;
+    for (int i = 0; paths[i]; i++) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(WbMap) map = wb_map_load_file(paths[i], &error);
+        if (!map) {
+            fprintf(stderr, "%s\n", error->message);
+            status = 1;
+            continue;
+        }
+        guint per_table[4] = {0};
+        for (guint r = 0; r < wb_map_get_n_registers(map); r++)
+            per_table[wb_map_register_get_table(wb_map_get_register(map, r))]++;
+        g_autoptr(GString) counts = g_string_new(NULL);
+        for (int t = 3; t >= 0; t--)
+            if (per_table[t])
+                g_string_append_printf(counts, "%s%u %s", counts->len ? ", " : "", per_table[t], tables[t]);
+        printf("%s: OK: %s, %u registers (%s)\n", paths[i], wb_map_get_model(map), wb_map_get_n_registers(map),
+               counts->str);
+    }
+    return status;
+}
+
+static int import_csv(const char *path)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *text = wb_map_import_csv(path, &error);
+    if (!text) {
+        fprintf(stderr, "%s\n", error->message);
+        return 1;
+    }
+    fputs(text, stdout);
     return 0;
 }
 
@@ -221,7 +268,11 @@ int main(int argc, char **argv)
     g_ptr_array_add(config_dirs, NULL);
 
     int status;
-    if (opt_list_plugins) {
+    if (opt_check_maps) {
+        status = check_maps(opt_check_maps);
+    } else if (opt_import_csv) {
+        status = import_csv(opt_import_csv);
+    } else if (opt_list_plugins) {
         status = list_plugins((const char *const *)plugin_dirs->pdata);
     } else if (opt_describe) {
         status = describe((const char *const *)plugin_dirs->pdata, opt_describe);
@@ -240,5 +291,7 @@ int main(int argc, char **argv)
     g_strfreev(opt_data_dirs);
     g_free(opt_state_dir);
     g_free(opt_describe);
+    g_strfreev(opt_check_maps);
+    g_free(opt_import_csv);
     return status;
 }

@@ -28,6 +28,15 @@
 
 typedef struct _Client Client;
 
+typedef struct {
+    gboolean used;
+    guint8 *readable;     /* per address: may be read (block or register, not no-read) */
+    gint32 *reg_at;       /* per address: index of the register covering it, -1 */
+    guint16 *staging;
+    guint16 *live;
+    GArray *spans;        /* WbMapBlock: the readable address ranges, to commit */
+} Image;
+
 struct _WbModbusServer {
     gint ref;
     WbInstance *inst;
@@ -47,18 +56,17 @@ struct _WbModbusServer {
     gint64 idle_timeout;
     guint unit_id;
 
-    guint8 *readable;     /* per address: inside a served block */
-    gint32 *reg_at;       /* per address: index of the register covering it, -1 */
+    /* [0] holding registers, [1] input registers (when the map has them;
+     * otherwise FC04 reads the holding image if the map allows) */
+    Image images[2];
 
-    guint16 *staging;
     gint staging_mode;
     guint staging_code;
     gint64 staging_deadline;
     gint staging_after_mode;
     guint staging_after_code;
 
-    GMutex lock;          /* guards live and live_code; held only to copy */
-    guint16 *live;
+    GMutex lock;          /* guards the live images and modes; held only to copy */
     gint live_mode;       /* also read atomically without the lock */
     guint live_code;
     gint64 live_deadline; /* 0: none; after it, live_after_mode applies */
@@ -97,10 +105,14 @@ static void server_unref(WbModbusServer *s)
     wb_map_unref(s->map);
     g_free(s->device);
     g_free(s->bind);
-    g_free(s->readable);
-    g_free(s->reg_at);
-    g_free(s->staging);
-    g_free(s->live);
+    for (int i = 0; i < 2; i++) {
+        g_free(s->images[i].readable);
+        g_free(s->images[i].reg_at);
+        g_free(s->images[i].staging);
+        g_free(s->images[i].live);
+        if (s->images[i].spans)
+            g_array_unref(s->images[i].spans);
+    }
     g_mutex_clear(&s->lock);
     g_free(s);
 }
@@ -126,12 +138,22 @@ static void write_job_free(gpointer data)
     g_free(job);
 }
 
+static Image *image_of(WbModbusServer *s, const WbMapRegister *reg)
+{
+    if (reg->table == WB_MAP_HOLDING)
+        return &s->images[0];
+    if (reg->table == WB_MAP_INPUT)
+        return &s->images[1];
+    return NULL; /* coils and discrete inputs are not served */
+}
+
 static void store_value(WbModbusServer *s, const WbMapRegister *reg, double value)
 {
     guint16 words[4];
-    if (!wb_map_register_encode(reg, value, words, NULL))
+    Image *img = image_of(s, reg);
+    if (!img || reg->size > 4 || !wb_map_register_encode(reg, value, words, NULL))
         return;
-    memcpy(&s->staging[reg->address], words, reg->size * sizeof(guint16));
+    memcpy(&img->staging[reg->address], words, reg->size * sizeof(guint16));
 }
 
 static gboolean apply_writes(gpointer data)
@@ -165,9 +187,9 @@ static guint check_write(WbModbusServer *s, const guint8 *pdu, guint addr, guint
     guint a = addr;
     job->n = 0;
     while (a < addr + count) {
-        if (a >= N_ADDR || s->reg_at[a] < 0)
+        if (a >= N_ADDR || s->images[0].reg_at[a] < 0)
             return MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS;
-        const WbMapRegister *reg = g_ptr_array_index(s->map->registers, s->reg_at[a]);
+        const WbMapRegister *reg = g_ptr_array_index(s->map->registers, s->images[0].reg_at[a]);
         /* whole registers only, and only writable ones */
         if (!reg->writable || reg->address != a || a + reg->size > addr + count)
             return MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS;
@@ -179,7 +201,7 @@ static guint check_write(WbModbusServer *s, const guint8 *pdu, guint addr, guint
         double v = wb_map_register_decode(reg, words);
         if (reg->has_range && (v < reg->min || v > reg->max))
             return MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE;
-        job->index[job->n] = (guint)s->reg_at[a];
+        job->index[job->n] = (guint)s->images[0].reg_at[a];
         job->value[job->n] = v;
         job->n++;
         a += reg->size;
@@ -198,6 +220,7 @@ static void handle_request(WbModbusServer *s, modbus_t *ctx, const guint8 *req, 
     guint count = (len > hl + 4) ? (guint)((req[hl + 3] << 8) | req[hl + 4]) : 0;
     guint code = 0;
     gboolean is_read = FALSE;
+    const Image *img = &s->images[0];
 
     if (!s->tcp && unit == 0)
         return; /* broadcast: never answered; writes by broadcast are not applied either */
@@ -216,14 +239,16 @@ static void handle_request(WbModbusServer *s, modbus_t *ctx, const guint8 *req, 
     case MODBUS_FC_READ_HOLDING_REGISTERS:
     case MODBUS_FC_READ_INPUT_REGISTERS:
         is_read = TRUE;
+        if (fc == MODBUS_FC_READ_INPUT_REGISTERS && s->images[1].used)
+            img = &s->images[1];
         if ((fc == MODBUS_FC_READ_HOLDING_REGISTERS && !s->map->read_fc3) ||
-            (fc == MODBUS_FC_READ_INPUT_REGISTERS && !s->map->read_fc4)) {
+            (fc == MODBUS_FC_READ_INPUT_REGISTERS && !s->images[1].used && !s->map->read_fc4)) {
             code = MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
         } else if (count < 1 || count > MODBUS_MAX_READ_REGISTERS) {
             code = MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE;
         } else {
             for (guint a = addr; a < addr + count; a++)
-                if (a >= N_ADDR || !s->readable[a]) {
+                if (a >= N_ADDR || !img->readable[a]) {
                     code = MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS;
                     break;
                 }
@@ -253,7 +278,7 @@ static void handle_request(WbModbusServer *s, modbus_t *ctx, const guint8 *req, 
         exc = s->live_code;
     }
     else if (is_read && !code)
-        memcpy(&scratch->tab_registers[addr], &s->live[addr], count * sizeof(guint16));
+        memcpy(&scratch->tab_registers[addr], &img->live[addr], count * sizeof(guint16));
     g_mutex_unlock(&s->lock);
 
     if (report_deadline)
@@ -574,26 +599,46 @@ WbModbusServer *wb_modbus_server_new(WbInstance *instance, WbMap *map, GError **
         return NULL;
     }
 
-    s->readable = g_new0(guint8, N_ADDR);
-    s->reg_at = g_new(gint32, N_ADDR);
-    for (guint i = 0; i < N_ADDR; i++)
-        s->reg_at[i] = -1;
-    for (guint b = 0; b < map->blocks->len; b++) {
-        const WbMapBlock *blk = &g_array_index(map->blocks, WbMapBlock, b);
-        memset(&s->readable[blk->start], 1, blk->end - blk->start + 1);
+    static const guint image_tables[2] = {WB_MAP_HOLDING, WB_MAP_INPUT};
+    for (int k = 0; k < 2; k++) {
+        Image *img = &s->images[k];
+        guint table = image_tables[k];
+        img->used = k == 0 || map->tables[table].has_blocks;
+        for (guint i = 0; i < map->registers->len && !img->used; i++)
+            img->used = ((const WbMapRegister *)g_ptr_array_index(map->registers, i))->table == table;
+        if (!img->used)
+            continue;
+        img->readable = g_new0(guint8, N_ADDR);
+        img->reg_at = g_new(gint32, N_ADDR);
+        img->spans = g_array_new(FALSE, FALSE, sizeof(WbMapBlock));
+        for (guint a = 0; a < N_ADDR; a++) {
+            img->reg_at[a] = -1;
+            img->readable[a] = wb_map_readable(map, table, a);
+            if (!img->readable[a])
+                continue;
+            if (img->spans->len && g_array_index(img->spans, WbMapBlock, img->spans->len - 1).end == a - 1)
+                g_array_index(img->spans, WbMapBlock, img->spans->len - 1).end = a;
+            else
+                g_array_append_val(img->spans, ((WbMapBlock){a, a}));
+        }
+        img->staging = g_new0(guint16, N_ADDR);
+        img->live = g_new0(guint16, N_ADDR);
     }
-    s->staging = g_new0(guint16, N_ADDR);
-    s->live = g_new0(guint16, N_ADDR);
     for (guint i = 0; i < map->registers->len; i++) {
         const WbMapRegister *r = g_ptr_array_index(map->registers, i);
+        Image *img = image_of(s, r);
+        if (!img || !img->used)
+            continue;
         for (guint a = r->address; a < r->address + r->size; a++)
-            s->reg_at[a] = (gint32)i;
+            img->reg_at[a] = (gint32)i;
         if (r->value_is_unit_id)
             store_value(s, r, s->unit_id);
         else if (r->has_value)
             store_value(s, r, r->value);
     }
-    memcpy(s->live, s->staging, N_ADDR * sizeof(guint16));
+    for (int k = 0; k < 2; k++)
+        if (s->images[k].used)
+            memcpy(s->images[k].live, s->images[k].staging, N_ADDR * sizeof(guint16));
     s->cleanup = wb_instance_add_cleanup(instance, server_cleanup, s);
     return s;
 }
@@ -655,9 +700,15 @@ gboolean wb_modbus_server_set_value(WbModbusServer *s, const WbMapRegister *reg,
 {
     g_return_val_if_fail(s != NULL && reg != NULL, FALSE);
     guint16 words[4];
+    Image *img = image_of(s, reg);
+    if (!img || !img->used || reg->size > 4) {
+        g_set_error(error, WB_PLUGIN_ERROR, WB_PLUGIN_ERROR_NOT_SUPPORTED, "%s: only holding and input registers "
+                    "of up to 4 words are served", reg->name);
+        return FALSE;
+    }
     if (!wb_map_register_encode(reg, value, words, error))
         return FALSE;
-    memcpy(&s->staging[reg->address], words, reg->size * sizeof(guint16));
+    memcpy(&img->staging[reg->address], words, reg->size * sizeof(guint16));
     return TRUE;
 }
 
@@ -684,9 +735,12 @@ void wb_modbus_server_commit(WbModbusServer *s)
 {
     g_return_if_fail(s != NULL);
     g_mutex_lock(&s->lock);
-    for (guint b = 0; b < s->map->blocks->len; b++) {
-        const WbMapBlock *blk = &g_array_index(s->map->blocks, WbMapBlock, b);
-        memcpy(&s->live[blk->start], &s->staging[blk->start], (blk->end - blk->start + 1) * sizeof(guint16));
+    for (int k = 0; k < 2; k++) {
+        Image *img = &s->images[k];
+        for (guint b = 0; img->used && b < img->spans->len; b++) {
+            const WbMapBlock *blk = &g_array_index(img->spans, WbMapBlock, b);
+            memcpy(&img->live[blk->start], &img->staging[blk->start], (blk->end - blk->start + 1) * sizeof(guint16));
+        }
     }
     g_atomic_int_set(&s->live_mode, s->staging_mode);
     s->live_code = s->staging_code;

@@ -108,6 +108,12 @@ gboolean wb_parse_double(const char *text, double *out);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbConfig, wb_config_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbConfd, wb_confd_free)
 
+/* ---- Register maps ------------------------------------------------------ */
+
+/* --import-csv: the map text for the CSV register table at @path, or NULL
+ * with @error naming the CSV's lines. */
+char *wb_map_import_csv(const char *path, GError **error);
+
 /* ---- Plugins ---------------------------------------------------------- */
 
 typedef struct {

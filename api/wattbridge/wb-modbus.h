@@ -24,6 +24,31 @@ G_BEGIN_DECLS
 /* ---- Register maps ---------------------------------------------------- */
 
 /**
+ * WbMapTable: the four Modbus data tables (Modbus Application Protocol
+ * V1.1b3, 4.3).  Each has its own address space.
+ */
+typedef enum {
+    WB_MAP_COIL = 0,      /* read FC01, write FC05/FC15 */
+    WB_MAP_DISCRETE = 1,  /* read FC02 */
+    WB_MAP_INPUT = 2,     /* read FC04 */
+    WB_MAP_HOLDING = 3,   /* read FC03 (and FC04 where the map says), write FC06/FC16 */
+} WbMapTable;
+
+/**
+ * WbMapDirection: what a positive value of a power-like register means, in
+ * the device's own convention; a reader converts to DESIGN.md's by the
+ * device's role.
+ */
+typedef enum {
+    WB_MAP_DIRECTION_IMPORT = 0,
+    WB_MAP_DIRECTION_EXPORT = 1,
+    WB_MAP_DIRECTION_PRODUCTION = 2,
+    WB_MAP_DIRECTION_CONSUMPTION = 3,
+    WB_MAP_DIRECTION_CHARGE = 4,
+    WB_MAP_DIRECTION_DISCHARGE = 5,
+} WbMapDirection;
+
+/**
  * wb_map_load:
  * @instance: the instance that needs the map (for the data directories)
  * @name: a map name ("chint-dtsu666" is data/devices/chint-dtsu666.map), or
@@ -53,9 +78,20 @@ const char *wb_map_get_name(const WbMap *map);
 const char *wb_map_get_model(const WbMap *map);
 /** wb_map_get_default_unit_id: Returns: the device's factory unit id, 1..247. */
 guint wb_map_get_default_unit_id(const WbMap *map);
+/** wb_map_get_baud: Returns: the factory baud rate from [map] serial, or 0 when not given. */
+guint wb_map_get_baud(const WbMap *map);
+/** wb_map_get_max_read: Returns: the largest read request the device accepts, in registers (<= 125). */
+guint wb_map_get_max_read(const WbMap *map);
+/** wb_map_get_min_delay: Returns: the pause the device needs between requests, microseconds. */
+gint64 wb_map_get_min_delay(const WbMap *map);
+/** wb_map_get_turnaround: Returns: the device's time to answer a request, microseconds. */
+gint64 wb_map_get_turnaround(const WbMap *map);
+/** wb_map_get_direction: Returns: the map's WbMapDirection for power-like values, or -1. */
+int wb_map_get_direction(const WbMap *map);
 /** wb_map_get_n_registers: Returns: the number of registers in the map. */
 guint wb_map_get_n_registers(const WbMap *map);
-/** wb_map_get_register: Returns: (transfer none): register @index (0-based), in address order. */
+/** wb_map_get_register: Returns: (transfer none): register @index (0-based): holding, input,
+ * discrete, coil, each in address order. */
 const WbMapRegister *wb_map_get_register(const WbMap *map, guint index);
 /**
  * wb_map_find_register:
@@ -66,9 +102,13 @@ const WbMapRegister *wb_map_find_register(const WbMap *map, const char *name);
 
 /** wb_map_register_get_name: Returns: (transfer none): the maker's register name. */
 const char *wb_map_register_get_name(const WbMapRegister *reg);
-/** wb_map_register_get_address: Returns: the wire (PDU) address, 0..65535. */
+/** wb_map_register_get_table: Returns: its WbMapTable. */
+guint wb_map_register_get_table(const WbMapRegister *reg);
+/** wb_map_register_get_address: Returns: the wire (PDU) address, 0..65535 (the map's
+ * documented number plus its address-offset). */
 guint wb_map_register_get_address(const WbMapRegister *reg);
-/** wb_map_register_get_size: Returns: the number of 16-bit registers it spans (1, 2 or 4). */
+/** wb_map_register_get_size: Returns: the number of 16-bit registers it spans (1, 2, 4, or a
+ * string's length); 1 for a coil or discrete input. */
 guint wb_map_register_get_size(const WbMapRegister *reg);
 /**
  * wb_map_register_get_quantity:
@@ -97,32 +137,145 @@ const char *wb_map_register_get_unit(const WbMapRegister *reg);
 const char *wb_map_register_get_default(const WbMapRegister *reg);
 /** wb_map_register_is_writable: Returns: %TRUE when a master may write it. */
 gboolean wb_map_register_is_writable(const WbMapRegister *reg);
+/**
+ * wb_map_register_is_flash:
+ * Returns: %TRUE for a setting the device keeps in non-volatile memory:
+ * write it rarely (flash wears out).
+ */
+gboolean wb_map_register_is_flash(const WbMapRegister *reg);
+/** wb_map_register_reads_with: Returns: %TRUE when function code @function reads it. */
+gboolean wb_map_register_reads_with(const WbMapRegister *reg, guint function);
+/** wb_map_register_writes_with: Returns: %TRUE when function code @function writes it. */
+gboolean wb_map_register_writes_with(const WbMapRegister *reg, guint function);
+/** wb_map_register_get_direction: Returns: its WbMapDirection, or -1 (see the map's). */
+int wb_map_register_get_direction(const WbMapRegister *reg);
+/**
+ * wb_map_register_get_value_name:
+ * Returns: (transfer none) (nullable): an enum register's name for @value,
+ * or a bitfield's name for bit @value; %NULL when none is declared.
+ */
+const char *wb_map_register_get_value_name(const WbMapRegister *reg, guint64 value);
 
 /**
  * wb_map_register_encode:
  * @reg: a register
  * @value: the value in the register's unit
- * @words: (out caller-allocates) (array fixed-size=4): the wire words, in
- *   address order; wb_map_register_get_size() of them are written
+ * @words: (out caller-allocates): the wire words, in address order;
+ *   wb_map_register_get_size() of them are written (at most 4 for numbers)
  * @error: return location for an error
  *
- * Encodes with the register's scale, offset, type and word order:
- * raw = (value - offset) / scale, rounded to the nearest integer for
- * integer types.  A value that does not fit the type (or is not finite) is
- * an error (WB_PLUGIN_ERROR_INVALID_CONFIG), never a silent wrap.  Any
- * thread.
+ * Encodes with the register's scale, offset, type, word order and byte
+ * order: raw = (value - offset) / scale, rounded to the nearest integer for
+ * integer types.  A value that does not fit the type (or is not finite; an
+ * enum value not listed; a bitfield bit not named; a 64-bit integer beyond
+ * 2^53, which a double cannot hold exactly) is an error
+ * (WB_PLUGIN_ERROR_INVALID_CONFIG), never a silent wrap.  Strings go
+ * through wb_map_register_encode_string().  Any thread.
  */
 gboolean wb_map_register_encode(const WbMapRegister *reg, double value, guint16 *words, GError **error);
 
 /**
  * wb_map_register_decode:
  * @reg: a register
- * @words: (array fixed-size=4): wb_map_register_get_size() wire words
+ * @words: wb_map_register_get_size() wire words
  *
- * Returns: the value in the register's unit: raw * scale + offset.  Any
- * thread.
+ * Returns: the value in the register's unit: raw * scale + offset (NaN for
+ * a string register).  Any thread.
  */
 double wb_map_register_decode(const WbMapRegister *reg, const guint16 *words);
+
+/**
+ * wb_map_register_decode_string:
+ * @reg: a string register
+ * @words: wb_map_register_get_size() wire words
+ *
+ * Two bytes per register (the register's byte order), up to the first NUL,
+ * trailing spaces removed, made valid UTF-8.
+ *
+ * Returns: (transfer full): the text.  Any thread.
+ */
+char *wb_map_register_decode_string(const WbMapRegister *reg, const guint16 *words);
+
+/**
+ * wb_map_register_encode_string:
+ * Encodes @text into a string register, NUL-padded.  Text longer than the
+ * register is an error, never truncated.  Any thread.
+ */
+gboolean wb_map_register_encode_string(const WbMapRegister *reg, const char *text, guint16 *words,
+                                       GError **error);
+
+/* ---- Read and write planning ------------------------------------------- */
+
+/**
+ * WbReadPlan: the requests that read a set of registers in the least time.
+ *
+ * The time of a request is modelled as
+ *   (request bytes + response bytes) * 11 bits / baud + 2 * t3.5
+ *   + the map's turnaround + the map's min-delay
+ * (RTU framing; t3.5 is 3.5 characters at up to 19200 baud and 1.75 ms
+ * above, per the Modbus serial line specification V1.02; baud 0 means TCP,
+ * where only turnaround and min-delay count, and the bytes break ties).  A
+ * request spans unwanted registers only where the map says they can be
+ * read through (blocks, outside no-read ranges), never exceeds the map's
+ * max-read, and uses a function code every register in it allows.  The
+ * plan is optimal under this model.
+ */
+typedef struct _WbReadPlan WbReadPlan;
+
+/**
+ * wb_read_plan_new:
+ * @map: the map
+ * @wanted: (array length=n_wanted): registers of @map to read (readable)
+ * @n_wanted: how many
+ * @baud: the line's baud rate, or 0 for Modbus TCP
+ * @error: return location for an error
+ *
+ * Returns: (transfer full) (nullable): the plan, or %NULL with @error set
+ * when a register cannot be read.  Any thread.
+ */
+WbReadPlan *wb_read_plan_new(const WbMap *map, const WbMapRegister *const *wanted, guint n_wanted, guint baud,
+                             GError **error);
+void wb_read_plan_free(WbReadPlan *plan);
+/** wb_read_plan_get_n_requests: Returns: the number of requests. */
+guint wb_read_plan_get_n_requests(const WbReadPlan *plan);
+/**
+ * wb_read_plan_get_request:
+ * @plan: a plan
+ * @index: 0..n_requests-1
+ * @function: (out): the function code (1, 2, 3 or 4)
+ * @address: (out): the first wire address
+ * @count: (out): registers (or bits) to read
+ */
+void wb_read_plan_get_request(const WbReadPlan *plan, guint index, guint *function, guint *address, guint *count);
+/** wb_read_plan_get_cycle_time: Returns: the modelled time of all the requests, seconds. */
+double wb_read_plan_get_cycle_time(const WbReadPlan *plan);
+
+/**
+ * wb_modbus_request_time:
+ * @map: the map (for turnaround and min-delay)
+ * @function: 1..4
+ * @count: registers (or bits)
+ * @baud: baud rate, or 0 for TCP
+ *
+ * Returns: the modelled time of one read request, seconds (see WbReadPlan).
+ */
+double wb_modbus_request_time(const WbMap *map, guint function, guint count, guint baud);
+
+/**
+ * WbWritePlan: the requests that write a set of registers without touching
+ * any other: contiguous runs of wanted registers only, split at max-write
+ * and never inside a register; FC16 (FC15 for coils) for a register that
+ * allows it, else FC06 (FC05) one register at a time.
+ */
+typedef struct _WbWritePlan WbWritePlan;
+
+/** wb_write_plan_new: Returns: (transfer full) (nullable): the plan, or %NULL with @error set
+ * when a register cannot be written.  Any thread. */
+WbWritePlan *wb_write_plan_new(const WbMap *map, const WbMapRegister *const *regs, guint n_regs, GError **error);
+void wb_write_plan_free(WbWritePlan *plan);
+guint wb_write_plan_get_n_requests(const WbWritePlan *plan);
+/** wb_write_plan_get_request: @function (5, 6, 15 or 16), first @address and @count of request @index. */
+void wb_write_plan_get_request(const WbWritePlan *plan, guint index, guint *function, guint *address, guint *count);
 
 /* ---- Host-owned Modbus server ----------------------------------------- */
 
