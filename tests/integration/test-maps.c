@@ -131,11 +131,76 @@ static void test_mixed(void)
     g_assert_nonnull(strstr(err, "overlap.map:11: "));
 }
 
+/* The shipped maps are what --import-csv makes of their CSV sources. */
+static void test_import_sources(void)
+{
+    g_autofree char *dir = g_build_filename(srcdir(), "data", "sources", NULL);
+    g_autoptr(GPtrArray) files = files_in(dir, ".csv");
+    g_assert_cmpuint(files->len, >=, 7);
+    for (guint i = 0; i < files->len; i++) {
+        const char *csv = g_ptr_array_index(files, i);
+        g_autofree char *base = g_path_get_basename(csv);
+        base[strlen(base) - 4] = '\0';
+        g_autofree char *file = g_strconcat(base, ".map", NULL);
+        g_autofree char *shipped_path = g_build_filename(srcdir(), "data", "devices", file, NULL);
+        g_autofree char *shipped = NULL;
+        if (!g_file_get_contents(shipped_path, &shipped, NULL, NULL))
+            g_error("%s has no map %s", csv, shipped_path);
+        const char *args[] = {"--import-csv", csv, NULL};
+        g_autofree char *out = NULL, *err = NULL;
+        g_assert_cmpint(run_daemon(args, &out, &err), ==, 0);
+        if (strcmp(out, shipped) != 0)
+            g_error("%s differs from wattbridge --import-csv %s: regenerate it", shipped_path, csv);
+        g_assert_nonnull(strstr(shipped, "by wattbridge --import-csv"));
+    }
+}
+
+/* A user's CSV with mistakes: every error names the CSV and its line. */
+static void test_import_errors(void)
+{
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    g_autofree char *csv = wbt_scratch_write(s, "meter.csv",
+        "# A meter\n"                                    /* 1 */
+        "#! model = Test\n"                              /* 2 */
+        "#! max-read = 300\n"                            /* 3 */
+        "table,address,name,type,scale,quantity\n"       /* 4 */
+        "input,0,Voltage,f32,,voltage\n"                 /* 5 */
+        "input,1,Current,f32,,current\n"                 /* 6: overlaps Voltage */
+        "\n"                                             /* 7 */
+        "input,4,Power,float,,power\n"                   /* 8: no such type */
+        "holding,10,Limit,u16,0.1,powr\n"                /* 9: no such quantity */
+        "input,12,\"Name, quoted\",u16,,\n");            /* 10: fine */
+    const char *args[] = {"--import-csv", csv, NULL};
+    g_autofree char *out = NULL, *err = NULL;
+    g_assert_cmpint(run_daemon(args, &out, &err), ==, 1);
+    g_assert_cmpstr(out, ==, "");
+    const char *expected[] = {":3: [map] max-read: expected 1..125", ":6: register Current at 0x0001 overlaps Voltage",
+                              ":8: [input 4] type: expected one of", ":9: [holding 10] quantity: \"powr\""};
+    for (gsize i = 0; i < G_N_ELEMENTS(expected); i++) {
+        g_autofree char *want = g_strconcat(csv, expected[i], NULL);
+        if (!strstr(err, want))
+            g_error("expected \"%s\" in:\n%s", want, err);
+    }
+    g_assert_null(strstr(err, ":10:"));
+
+    g_autofree char *bad_header = wbt_scratch_write(s, "header.csv", "address,name,kind\n0,a,u16\n");
+    const char *args2[] = {"--import-csv", bad_header, NULL};
+    g_free(out);
+    g_free(err);
+    g_assert_cmpint(run_daemon(args2, &out, &err), ==, 1);
+    g_autofree char *unknown = g_strconcat(bad_header, ":1: unknown column \"kind\"", NULL);
+    g_autofree char *missing = g_strconcat(bad_header, ":1: the header needs a \"table\" column", NULL);
+    g_assert_nonnull(strstr(err, unknown));
+    g_assert_nonnull(strstr(err, missing));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/maps/check/broken-corpus", test_broken_corpus);
     g_test_add_func("/maps/check/shipped", test_shipped_maps);
     g_test_add_func("/maps/check/mixed", test_mixed);
+    g_test_add_func("/maps/import/sources", test_import_sources);
+    g_test_add_func("/maps/import/errors", test_import_errors);
     return g_test_run();
 }
