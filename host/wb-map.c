@@ -535,7 +535,10 @@ static void parse_register(Ctx *c, WbMap *map, const WbKfGroup *g, guint table, 
     if (rc) {
         guint mask;
         g_autofree char *valid = codes_text(allowed_reads);
-        if (!parse_codes(rc, table_reads[table] | (table == WB_MAP_HOLDING ? FC_BIT(4) : 0), &mask))
+        if (!r->readable)
+            err(c, line_of(g, "read-codes"), "[%s] read-codes: a write-only register (access = w) is never read",
+                g->name);
+        else if (!parse_codes(rc, table_reads[table] | (table == WB_MAP_HOLDING ? FC_BIT(4) : 0), &mask))
             err(c, line_of(g, "read-codes"), "[%s] read-codes: %s registers are read with %s, got \"%s\"", g->name,
                 table_names[table], valid, rc);
         else
@@ -721,6 +724,22 @@ WbMap *wb_map_parse_text(const char *path, const char *text, GError **error)
         if (a->table == b->table && a->address + a->size > b->address)
             err(&c, b->line, "register %s at 0x%04X overlaps %s at 0x%04X (line %d)", b->name, b->address, a->name,
                 a->address, a->line);
+    }
+    if (map->read_fc4) {
+        /* FC04 reads input registers; "read-codes = 3;4" says the device
+         * has none and answers FC04 from its holding registers */
+        gboolean inputs = map->tables[WB_MAP_INPUT].has_blocks;
+        for (guint i = 0; i < map->registers->len && !inputs; i++)
+            inputs = ((const WbMapRegister *)g_ptr_array_index(map->registers, i))->table == WB_MAP_INPUT;
+        if (inputs)
+            err(&c, line_of(mg, "read-codes"),
+                "[map] read-codes: 4 reads the input registers of this map; holding registers are read with 3");
+    }
+    for (guint i = 0; i < map->registers->len; i++) {
+        const WbMapRegister *r = g_ptr_array_index(map->registers, i);
+        if (r->writable && r->table == WB_MAP_HOLDING && r->size > map->max_write)
+            err(&c, r->line, "[holding %u] %s is %u registers, more than one write may carry (max-write = %u)",
+                r->doc_address, r->name, r->size, map->max_write);
     }
     gboolean holding_writable = FALSE;
     for (guint i = 0; i < map->registers->len; i++) {
