@@ -826,6 +826,22 @@ guint wb_map_get_max_read(const WbMap *map)
     return map->max_read;
 }
 
+guint wb_map_get_max_write(const WbMap *map)
+{
+    g_return_val_if_fail(map != NULL, 0);
+    return map->max_write;
+}
+
+gboolean wb_map_register_get_range(const WbMapRegister *reg, double *min, double *max)
+{
+    g_return_val_if_fail(reg != NULL, FALSE);
+    if (min)
+        *min = reg->min;
+    if (max)
+        *max = reg->max;
+    return reg->has_range;
+}
+
 gint64 wb_map_get_min_delay(const WbMap *map)
 {
     g_return_val_if_fail(map != NULL, 0);

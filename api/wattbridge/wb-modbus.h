@@ -11,6 +11,18 @@
  * listener, the serving thread and the register image.  A plugin fills a
  * staging image from the main context and commits it; the serving thread
  * answers from the last committed image and never waits on the main loop.
+ *
+ * ABI 1.1 added (a plugin that calls them needs a host of ABI 1.1 or later,
+ * which WB_ABI_MINOR in its descriptor makes the loader check): the
+ * register accessors wb_map_get_baud(), _get_max_read(), _get_max_write(),
+ * _get_min_delay(), _get_turnaround(), _get_direction(),
+ * wb_map_register_get_table(), _get_range(), _is_flash(), _reads_with(),
+ * _writes_with(), _get_direction(), _get_value_name(), the string codec,
+ * and everything under "Read and write planning".
+ *
+ * Thread rules: a WbMap is immutable once loaded; its accessors, the codec
+ * and the planners may be called from any thread (the reference count is
+ * atomic).  The server functions say their own.
  */
 #pragma once
 
@@ -82,6 +94,8 @@ guint wb_map_get_default_unit_id(const WbMap *map);
 guint wb_map_get_baud(const WbMap *map);
 /** wb_map_get_max_read: Returns: the largest read request the device accepts, in registers (<= 125). */
 guint wb_map_get_max_read(const WbMap *map);
+/** wb_map_get_max_write: Returns: the most registers one FC16 write may carry (<= 123). Since: 1.1 */
+guint wb_map_get_max_write(const WbMap *map);
 /** wb_map_get_min_delay: Returns: the pause the device needs between requests, microseconds. */
 gint64 wb_map_get_min_delay(const WbMap *map);
 /** wb_map_get_turnaround: Returns: the device's time to answer a request, microseconds. */
@@ -143,6 +157,17 @@ gboolean wb_map_register_is_writable(const WbMapRegister *reg);
  * write it rarely (flash wears out).
  */
 gboolean wb_map_register_is_flash(const WbMapRegister *reg);
+/**
+ * wb_map_register_get_range:
+ * @reg: a register
+ * @min: (out) (optional): the lowest value a write may set, in its unit
+ * @max: (out) (optional): the highest
+ *
+ * Returns: %TRUE when the map declares a range (min, max) for this
+ * writable register; the type's limits apply in any case
+ * (wb_map_register_encode()).  Since: 1.1
+ */
+gboolean wb_map_register_get_range(const WbMapRegister *reg, double *min, double *max);
 /** wb_map_register_reads_with: Returns: %TRUE when function code @function reads it. */
 gboolean wb_map_register_reads_with(const WbMapRegister *reg, guint function);
 /** wb_map_register_writes_with: Returns: %TRUE when function code @function writes it. */
