@@ -219,16 +219,21 @@ guint wb_read_plan_get_n_requests(const WbReadPlan *plan)
     return plan->requests->len;
 }
 
-void wb_read_plan_get_request(const WbReadPlan *plan, guint index, guint *function, guint *address, guint *count)
+static void get_request(const GArray *requests, guint index, guint *function, guint *address, guint *count)
 {
-    g_return_if_fail(plan != NULL && index < plan->requests->len);
-    const Request *q = &g_array_index(plan->requests, Request, index);
+    const Request *q = &g_array_index(requests, Request, index);
     if (function)
         *function = q->function;
     if (address)
         *address = q->address;
     if (count)
         *count = q->count;
+}
+
+void wb_read_plan_get_request(const WbReadPlan *plan, guint index, guint *function, guint *address, guint *count)
+{
+    g_return_if_fail(plan != NULL && index < plan->requests->len);
+    get_request(plan->requests, index, function, address, count);
 }
 
 double wb_read_plan_get_cycle_time(const WbReadPlan *plan)
@@ -309,11 +314,5 @@ guint wb_write_plan_get_n_requests(const WbWritePlan *plan)
 void wb_write_plan_get_request(const WbWritePlan *plan, guint index, guint *function, guint *address, guint *count)
 {
     g_return_if_fail(plan != NULL && index < plan->requests->len);
-    const Request *q = &g_array_index(plan->requests, Request, index);
-    if (function)
-        *function = q->function;
-    if (address)
-        *address = q->address;
-    if (count)
-        *count = q->count;
+    get_request(plan->requests, index, function, address, count);
 }

@@ -18,6 +18,7 @@
  * requests win) and with min-delay 0.  Prints a table; judges nothing.
  * Run with: meson test -C build --benchmark --verbose */
 #include "wb-map.h"
+#include "wbt-partitions.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -65,31 +66,28 @@ static double span_time(const WbMap *map, guint table, guint first, guint end, g
 }
 
 /* All set partitions of @r[0..n), n <= 14. */
+typedef struct {
+    const WbMap *map;
+    const WbMapRegister *const *r;
+    guint baud;
+} Group;
+
+static double group_time(guint mask, gpointer data)
+{
+    const Group *g = data;
+    guint first = G_MAXUINT, end = 0, k = 0;
+    for (guint bits = mask; bits; bits >>= 1, k++)
+        if (bits & 1) {
+            first = MIN(first, g->r[k]->address);
+            end = MAX(end, g->r[k]->address + g->r[k]->size);
+        }
+    return span_time(g->map, g->r[0]->table, first, end, g->baud);
+}
+
 static double minimum_partitions(const WbMap *map, const WbMapRegister *const *r, guint n, guint baud)
 {
-    guint full = (1u << n) - 1;
-    double *cost = g_new(double, full + 1), *best = g_new(double, full + 1);
-    for (guint s = 1; s <= full; s++) {
-        guint first = G_MAXUINT, end = 0;
-        for (guint k = 0; k < n; k++)
-            if (s & (1u << k)) {
-                first = MIN(first, r[k]->address);
-                end = MAX(end, r[k]->address + r[k]->size);
-            }
-        cost[s] = span_time(map, r[0]->table, first, end, baud);
-    }
-    best[0] = 0;
-    for (guint s = 1; s <= full; s++) {
-        guint low = s & -s;
-        best[s] = INFINITY;
-        for (guint sub = s; sub; sub = (sub - 1) & s)
-            if ((sub & low) && cost[sub] + best[s ^ sub] < best[s])
-                best[s] = cost[sub] + best[s ^ sub];
-    }
-    double result = best[full];
-    g_free(cost);
-    g_free(best);
-    return result;
+    Group g = {map, r, baud};
+    return wbt_min_over_partitions(n, group_time, &g);
 }
 
 /* Shortest path from register 0 to past register n-1, an edge i -> j for

@@ -19,6 +19,7 @@
  *
  * WB_TEST_SEED=N reproduces a run; the seed is printed. */
 #include "wb-map.h"
+#include "wbt-partitions.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -266,36 +267,31 @@ static guint span_fcs(const Model *m, guint table, guint first, guint last)
 }
 
 /* Exhaustive minimum over all set partitions of @w (indices into regs,
- * one table), by dynamic programming over subsets. */
+ * one table). */
+typedef struct {
+    const Model *m;
+    const guint *w;
+    guint n;
+} Group;
+
+static double group_cost(guint mask, gpointer data)
+{
+    const Group *g = data;
+    guint first = G_MAXUINT, end = 0, table = 0;
+    for (guint k = 0; k < g->n; k++)
+        if (mask & (1u << k)) {
+            const Reg *r = &g_array_index(g->m->regs, Reg, g->w[k]);
+            first = MIN(first, r->address);
+            end = MAX(end, r->address + r->size);
+            table = r->table;
+        }
+    return span_fcs(g->m, table, first, end - 1) ? request_time(g->m, table, end - first) : INFINITY;
+}
+
 static double exhaustive_min(const Model *m, const guint *w, guint n)
 {
-    guint full = (1u << n) - 1;
-    double *cost = g_new(double, full + 1);
-    double *best = g_new(double, full + 1);
-    guint table = g_array_index(m->regs, Reg, w[0]).table;
-    for (guint s = 1; s <= full; s++) {
-        guint first = G_MAXUINT, end = 0;
-        for (guint k = 0; k < n; k++)
-            if (s & (1u << k)) {
-                const Reg *r = &g_array_index(m->regs, Reg, w[k]);
-                first = MIN(first, r->address);
-                end = MAX(end, r->address + r->size);
-            }
-        cost[s] = span_fcs(m, table, first, end - 1) ? request_time(m, table, end - first) : INFINITY;
-    }
-    best[0] = 0;
-    for (guint s = 1; s <= full; s++) {
-        guint low = s & -s;
-        best[s] = INFINITY;
-        /* every subset of s holding its lowest element is one request */
-        for (guint sub = s; sub; sub = (sub - 1) & s)
-            if ((sub & low) && cost[sub] + best[s ^ sub] < best[s])
-                best[s] = cost[sub] + best[s ^ sub];
-    }
-    double result = best[full];
-    g_free(cost);
-    g_free(best);
-    return result;
+    Group g = {m, w, n};
+    return wbt_min_over_partitions(n, group_cost, &g);
 }
 
 static void test_read_plan_optimal(void)
