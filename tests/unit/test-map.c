@@ -404,7 +404,7 @@ static void test_device_fields(void)
     g_assert_true(wb_map_readable(map, WB_MAP_INPUT, 99));
     g_assert_false(wb_map_readable(map, WB_MAP_INPUT, 100));
     g_assert_false(wb_map_readable(map, WB_MAP_HOLDING, 10));
-    guint16 w[2];
+    guint16 w[4];
     encode(map, "Ppv", 3380.2, w); /* raw 33802 = 0x0000840A, low word first */
     g_assert_cmpuint(w[0], ==, 0x840A);
     g_assert_cmpuint(w[1], ==, 0x0000);
