@@ -16,6 +16,7 @@ struct _WbDaemon {
     GHashTable *plugin_errors;  /* name -> message: a plugin that failed once is not retried */
     GPtrArray *instances;       /* WbInstance*, created (and then started) in file order */
     WbConfd *confd;
+    GHashTable *ports;          /* line name -> Modbus port (wb-modbus-port.c), not owned */
 
     WbInstance *host;           /* publishes host/main-loop-lag */
     GSource *lag_source;
@@ -40,6 +41,7 @@ WbDaemon *wb_daemon_new(const WbDaemonSettings *settings)
     d->plugins = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)wb_plugin_free);
     d->plugin_errors = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     d->instances = g_ptr_array_new();
+    d->ports = g_hash_table_new(g_str_hash, g_str_equal);
     d->host = wb_instance_new_internal(d, "host");
     return d;
 }
@@ -55,6 +57,7 @@ void wb_daemon_free(WbDaemon *d)
     wb_point_store_free(d->points);
     g_hash_table_unref(d->plugins);
     g_hash_table_unref(d->plugin_errors);
+    g_hash_table_unref(d->ports); /* empty: every device left with its instance */
     wb_confd_free(d->confd);
     g_strfreev(d->config_dirs);
     g_strfreev(d->plugin_dirs);
@@ -66,6 +69,11 @@ void wb_daemon_free(WbDaemon *d)
 WbPointStore *wb_daemon_get_points(WbDaemon *d)
 {
     return d->points;
+}
+
+GHashTable *wb_daemon_get_ports(WbDaemon *d)
+{
+    return d->ports;
 }
 
 const char *wb_daemon_get_state_dir(WbDaemon *d)
@@ -132,6 +140,10 @@ static void instance_destroy(WbInstance *inst)
 guint wb_daemon_load(WbDaemon *d, gboolean check_only, GString *report)
 {
     guint problems = 0;
+    /* with check_only, the created instances wait here for the checks that
+     * need all of them (shared Modbus ports), then go */
+    g_autoptr(GPtrArray) checked = g_ptr_array_new();
+    g_autoptr(GPtrArray) checked_lines = g_ptr_array_new_with_free_func(g_free);
 
     g_return_val_if_fail(d->confd == NULL, 1);
     d->confd = wb_confd_load((const char *const *)d->config_dirs);
@@ -199,13 +211,43 @@ guint wb_daemon_load(WbDaemon *d, gboolean check_only, GString *report)
         }
         inst->created = TRUE;
         if (check_only) {
-            if (report)
-                g_string_append_printf(report, "[%s] %s: plugin %s %s, %s\n", s->name, s->file, plugin->name,
-                                       plugin->desc.version, disabled ? "valid but disabled (enabled = false)" : "would run");
-            instance_destroy(inst);
+            g_ptr_array_add(checked, inst);
+            g_ptr_array_add(checked_lines,
+                            g_strdup_printf("[%s] %s: plugin %s %s, %s\n", s->name, s->file, plugin->name,
+                                            plugin->desc.version,
+                                            disabled ? "valid but disabled (enabled = false)" : "would run"));
             continue;
         }
         g_ptr_array_add(d->instances, inst);
+    }
+
+    /* instances that share a Modbus port must agree on its settings: all of
+     * them are refused otherwise */
+    GPtrArray *created = check_only ? checked : d->instances;
+    g_autoptr(GPtrArray) conflicts = wb_modbus_ports_conflicts(d->ports);
+    for (guint k = 0; k + 1 < conflicts->len; k += 2) {
+        const char *name = g_ptr_array_index(conflicts, k);
+        report_problem(report, g_ptr_array_index(conflicts, k + 1));
+        problems++;
+        for (guint i = 0; i < created->len; i++) {
+            WbInstance *inst = g_ptr_array_index(created, i);
+            if (strcmp(inst->name, name) != 0)
+                continue;
+            if (check_only) {
+                g_free(g_ptr_array_index(checked_lines, i));
+                g_ptr_array_index(checked_lines, i) = NULL;
+            } else {
+                g_ptr_array_remove_index(created, i);
+                instance_destroy(inst);
+            }
+            break;
+        }
+    }
+    for (guint i = 0; i < checked->len; i++) {
+        const char *line = g_ptr_array_index(checked_lines, i);
+        if (report && line)
+            g_string_append(report, line);
+        instance_destroy(g_ptr_array_index(checked, i));
     }
     return problems;
 }

@@ -168,6 +168,8 @@ static gboolean apply_writes(gpointer data)
             s->write_func(s, reg, job->value[i], s->write_data);
         } else {
             g_autofree char *key = g_strdup_printf("write:%s", reg->name);
+            wb_log(s->inst, WB_LOG_DEBUG, "write: %s = %g%s%s", reg->name, job->value[i], *reg->unit ? " " : "",
+                   reg->unit);
             wb_log_ratelimited(s->inst, WB_LOG_NOTICE, key,
                                "a master wrote %s = %g%s%s; stored, so reads return it (the unit id and line "
                                "settings served still come from the configuration)",
@@ -371,6 +373,9 @@ static modbus_t *rtu_open(WbModbusServer *s, GString *why)
         return NULL;
     }
     modbus_set_indication_timeout(ctx, 0, POLL_US);
+    /* requests a master sent before we were here are old: never answer them
+     * (the master has moved on, and would take the answer for another's) */
+    modbus_flush(ctx);
     return ctx;
 }
 

@@ -462,6 +462,19 @@ const char *const *wb_config_get_family(const WbConfig *config, const char *pref
     return (const char *const *)keys->pdata;
 }
 
+const char *wb_config_get_file(const WbConfig *config)
+{
+    g_return_val_if_fail(config != NULL, NULL);
+    return config->file;
+}
+
+int wb_config_get_key_line(const WbConfig *config, const char *key)
+{
+    g_return_val_if_fail(config != NULL, 0);
+    const Value *v = key ? g_hash_table_lookup(config->values, key) : NULL;
+    return v && v->line ? v->line : config->line;
+}
+
 void wb_config_set_error(const WbConfig *config, GError **error, const char *key, const char *format, ...)
 {
     g_return_if_fail(config != NULL);

@@ -164,6 +164,16 @@ guint wb_daemon_start(WbDaemon *daemon);
 void wb_daemon_stop(WbDaemon *daemon);
 WbPointStore *wb_daemon_get_points(WbDaemon *daemon);
 
+/* The Modbus port registry: canonical line name -> port (wb-modbus-port.c). */
+GHashTable *wb_daemon_get_ports(WbDaemon *daemon);
+/* After every instance is created: ports whose users disagree on the line
+ * settings, as pairs (instance name, message naming every file). */
+GPtrArray *wb_modbus_ports_conflicts(GHashTable *registry);
+/* The conf.d file an instance's options came from. */
+const char *wb_config_get_file(const WbConfig *config);
+/* The line @key is on (the section's line when it is not written). */
+int wb_config_get_key_line(const WbConfig *config, const char *key);
+
 /* Instance internals used by other host sources. */
 WbPointStore *wb_instance_get_points(WbInstance *instance);
 typedef void (*WbCleanupFunc)(gpointer data);

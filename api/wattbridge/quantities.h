@@ -48,6 +48,10 @@ G_BEGIN_DECLS
     X(SERIAL, "serial", "", "serial number (text)") \
     X(PRODUCT_NAME, "product-name", "", "product name (text)") \
     X(FIRMWARE_VERSION, "firmware-version", "", "firmware version (text)") \
+    X(REQUESTS, "requests", "", "counter: requests sent to a device since start") \
+    X(ERRORS, "errors", "", "counter: failed requests since start, of the kind its parent level names") \
+    X(LATENCY, "latency", "s", "time from a request to its answer") \
+    X(CONNECTED, "connected", "", "1 while a device answers, 0 while it is disconnected") \
     X(MAIN_LOOP_LAG, "main-loop-lag", "s", \
       "host only: worst overrun of a 50 ms main-loop timer in the last second")
 

@@ -261,6 +261,7 @@ typedef struct _WbReadPlan WbReadPlan;
 WbReadPlan *wb_read_plan_new(const WbMap *map, const WbMapRegister *const *wanted, guint n_wanted, guint baud,
                              GError **error);
 void wb_read_plan_free(WbReadPlan *plan);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbReadPlan, wb_read_plan_free)
 /** wb_read_plan_get_n_requests: Returns: the number of requests. */
 guint wb_read_plan_get_n_requests(const WbReadPlan *plan);
 /**
@@ -298,9 +299,283 @@ typedef struct _WbWritePlan WbWritePlan;
  * when a register cannot be written.  Any thread. */
 WbWritePlan *wb_write_plan_new(const WbMap *map, const WbMapRegister *const *regs, guint n_regs, GError **error);
 void wb_write_plan_free(WbWritePlan *plan);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(WbWritePlan, wb_write_plan_free)
 guint wb_write_plan_get_n_requests(const WbWritePlan *plan);
 /** wb_write_plan_get_request: @function (5, 6, 15 or 16), first @address and @count of request @index. */
 void wb_write_plan_get_request(const WbWritePlan *plan, guint index, guint *function, guint *address, guint *count);
+
+/* ---- Modbus masters: ports and devices ----------------------------------- */
+
+/**
+ * WbModbusDevice: one Modbus device (a unit id) on a port, owned by an
+ * instance.
+ *
+ * A port is a physical line, a serial device or a TCP endpoint, owned by
+ * the host and shared by every instance that names it: instances naming
+ * the same serial device (compared after realpath(), so a
+ * /dev/serial/by-id/ link and its /dev/ttyUSB0 are one port) or the same
+ * host:port share one.  Their line settings (transport, baud, parity,
+ * data and stop bits, rs485) must agree; when they do not, every instance
+ * on the port is refused at load with an error naming all their files.
+ *
+ * One worker thread per port runs the requests: one at a time, taking the
+ * devices in turn (a request of each ready device before a second of any),
+ * never sooner than the map's min-delay after the same device's last
+ * answer, with the device's timeout and retries.  Results come back on the
+ * main context.  A serial port is opened with TIOCEXCL and refused when it
+ * cannot be locked (another program has it); a port that fails (an
+ * unplugged USB adapter) is closed and reopened every reopen-delay until it
+ * returns.
+ *
+ * A device whose jobs get no answer at all disconnect-after times in a row
+ * is disconnected: its jobs then fail at once with
+ * WB_MODBUS_STATUS_DISCONNECTED, except one every backoff, which probes it (a
+ * Growatt inverter sleeps at night).  The first answer reconnects it.
+ * Within a job the first request without an answer ends the job (the rest
+ * are WB_MODBUS_STATUS_SKIPPED): a dead device costs its neighbours one timeout
+ * per cycle, not one per request.
+ *
+ * After each job the host publishes the device's health under the owning
+ * instance: modbus/requests, modbus/timeout/errors, modbus/crc/errors,
+ * modbus/exception/errors, modbus/other/errors (counters since start),
+ * modbus/latency (s, the job's mean request-to-answer time) and
+ * modbus/connected (1 or 0).
+ *
+ * Since: 1.1
+ */
+typedef struct _WbModbusDevice WbModbusDevice;
+
+/**
+ * WbModbusJob: requests to run on one device, in order, and their results.
+ * Since: 1.1
+ */
+typedef struct _WbModbusJob WbModbusJob;
+
+/**
+ * WbModbusStatus: the outcome of one request of a job.
+ * @WB_MODBUS_STATUS_OK: answered; for a read, the words are available.
+ * @WB_MODBUS_STATUS_TIMEOUT: no answer within the timeout, after every retry.
+ * @WB_MODBUS_STATUS_CRC: only answers with a bad CRC (line noise, two masters).
+ * @WB_MODBUS_STATUS_EXCEPTION: the device answered with an exception code.
+ * @WB_MODBUS_STATUS_BAD_RESPONSE: an answer that does not match the request.
+ * @WB_MODBUS_STATUS_PORT_ERROR: the port is not open or failed (the host reopens it).
+ * @WB_MODBUS_STATUS_SKIPPED: not sent: an earlier request of the job got no answer.
+ * @WB_MODBUS_STATUS_DISCONNECTED: not sent: the device is disconnected and waits
+ *   for its next probe.
+ * @WB_MODBUS_STATUS_CANCELLED: not sent: the device was freed first.
+ */
+typedef enum {
+    WB_MODBUS_STATUS_OK = 0,
+    WB_MODBUS_STATUS_TIMEOUT,
+    WB_MODBUS_STATUS_CRC,
+    WB_MODBUS_STATUS_EXCEPTION,
+    WB_MODBUS_STATUS_BAD_RESPONSE,
+    WB_MODBUS_STATUS_PORT_ERROR,
+    WB_MODBUS_STATUS_SKIPPED,
+    WB_MODBUS_STATUS_DISCONNECTED,
+    WB_MODBUS_STATUS_CANCELLED,
+} WbModbusStatus;
+
+/**
+ * WB_MODBUS_DEVICE_OPTIONS_PREFIXED:
+ * @p: a string literal prefixed to every option name ("" or "meter-"), for
+ *   a plugin that talks to two lines
+ *
+ * The option specs wb_modbus_device_new() reads.  Line settings left out
+ * default to the map's factory settings (its serial key), else 9600 8N1.
+ */
+#define WB_MODBUS_DEVICE_OPTIONS_PREFIXED(p)                                                         \
+    {.name = p "transport", .type = WB_OPTION_ENUM, .default_value = "rtu",                          \
+     .values = (const char *const[]){"rtu", "tcp", "rtu-over-tcp", NULL},                            \
+     .help = "rtu: Modbus RTU on a serial line (" p "device); tcp: Modbus TCP (" p "host); "          \
+             "rtu-over-tcp: RTU frames through a TCP-to-RS485 converter (" p "host)"},                \
+    {.name = p "device", .type = WB_OPTION_STRING,                                                   \
+     .help = "rtu: the serial device, preferably /dev/serial/by-id/... (stable across reboots)"},     \
+    {.name = p "host", .type = WB_OPTION_STRING,                                                     \
+     .help = "tcp, rtu-over-tcp: HOST or HOST:PORT of the device or converter (port 502 by default)"}, \
+    {.name = p "baud", .type = WB_OPTION_INT, .min = 300, .max = 921600, .unit = "bit/s",            \
+     .help = "rtu: line speed; default: the map's"},                                                 \
+    {.name = p "parity", .type = WB_OPTION_ENUM, .values = (const char *const[]){"none", "even", "odd", NULL}, \
+     .help = "rtu: parity; default: the map's"},                                                     \
+    {.name = p "data-bits", .type = WB_OPTION_INT, .min = 7, .max = 8, .help = "rtu: data bits; default: the map's"}, \
+    {.name = p "stop-bits", .type = WB_OPTION_INT, .min = 1, .max = 2, .help = "rtu: stop bits; default: the map's"}, \
+    {.name = p "rs485", .type = WB_OPTION_ENUM, .default_value = "none",                             \
+     .values = (const char *const[]){"none", "kernel", "rts", NULL},                                 \
+     .help = "rtu: how the transceiver's driver is switched: none (an adapter that does it itself), " \
+             "kernel (the driver's RS485 mode, TIOCSRS485), rts (RTS raised while sending)"},          \
+    {.name = p "reopen-delay", .type = WB_OPTION_DURATION, .default_value = "5s", .min = 0.01,        \
+     .max = 3600, .unit = "s", .help = "wait this long before reopening a port that failed or is missing"}, \
+    {.name = p "unit-id", .type = WB_OPTION_INT, .min = 0, .max = 255,                               \
+     .help = "the device's unit id (slave address); default: the map's factory address"},            \
+    {.name = p "timeout", .type = WB_OPTION_DURATION, .default_value = "500ms", .min = 0.001,         \
+     .max = 60, .unit = "s", .help = "how long to wait for an answer to one request"},               \
+    {.name = p "retries", .type = WB_OPTION_INT, .default_value = "1", .min = 0, .max = 10,           \
+     .help = "how often a request without a valid answer is sent again"},                            \
+    {.name = p "min-delay", .type = WB_OPTION_DURATION, .min = 0, .max = 60, .unit = "s",                 \
+     .help = "the pause the device needs between requests; default: the map's (Growatt: 850 ms)"},  \
+    {.name = p "disconnect-after", .type = WB_OPTION_INT, .default_value = "3", .min = 1, .max = 1000, \
+     .help = "jobs without any answer before the device counts as disconnected"},                    \
+    {.name = p "backoff", .type = WB_OPTION_DURATION, .default_value = "60s", .min = 0.01,            \
+     .max = 86400, .unit = "s", .help = "how often a disconnected device is probed"},                \
+    {.name = p "trace", .type = WB_OPTION_BOOL, .default_value = "false",                             \
+     .help = "log every request and answer in hex"}
+
+/** WB_MODBUS_DEVICE_OPTIONS: WB_MODBUS_DEVICE_OPTIONS_PREFIXED("").  Since: 1.1 */
+#define WB_MODBUS_DEVICE_OPTIONS WB_MODBUS_DEVICE_OPTIONS_PREFIXED("")
+
+/**
+ * wb_modbus_device_new:
+ * @instance: the owning instance; its options (WB_MODBUS_DEVICE_OPTIONS)
+ *   name the port and the device
+ * @prefix: (nullable): the prefix the options were declared with, or %NULL
+ * @map: the device's register map (for its unit id, line settings and
+ *   min-delay; a reference is taken)
+ * @error: return location for an error
+ *
+ * Registers the device with its port (created on first use, shared by
+ * name).  Nothing is opened until the first job.  Call from create():
+ * conflicting line settings between instances are found when all are
+ * created.
+ *
+ * Returns: (transfer full) (nullable): the device, or %NULL with @error
+ * set (WB_PLUGIN_ERROR_INVALID_CONFIG naming the file and key).  Freed with
+ * wb_modbus_device_free() or when the instance stops.  Main context.
+ * Since: 1.1
+ */
+WbModbusDevice *wb_modbus_device_new(WbInstance *instance, const char *prefix, WbMap *map, GError **error);
+
+/**
+ * wb_modbus_device_free:
+ * @device: (nullable): a device
+ *
+ * Cancels its queued jobs (their callbacks are not called), except those
+ * marked with wb_modbus_job_set_run_at_stop(), which run first: this waits
+ * for them, at most their timeouts.  Main context.  Since: 1.1
+ */
+void wb_modbus_device_free(WbModbusDevice *device);
+
+/** wb_modbus_device_is_connected: Returns: %FALSE while the device is disconnected. Since: 1.1 */
+gboolean wb_modbus_device_is_connected(const WbModbusDevice *device);
+
+/**
+ * wb_modbus_device_get_label:
+ * Returns: (transfer none): "unit 3 on /dev/ttyUSB0", for log messages.
+ * Since: 1.1
+ */
+const char *wb_modbus_device_get_label(const WbModbusDevice *device);
+
+/** wb_modbus_device_get_map: Returns: (transfer none): the device's map. Since: 1.1 */
+const WbMap *wb_modbus_device_get_map(const WbModbusDevice *device);
+
+/**
+ * wb_modbus_job_new:
+ * @device: a device
+ *
+ * Returns: (transfer full): an empty job; add requests, then submit it.
+ * Main context.  Since: 1.1
+ */
+WbModbusJob *wb_modbus_job_new(WbModbusDevice *device);
+
+/**
+ * wb_modbus_job_add_read:
+ * @job: a job not yet submitted
+ * @function: 1, 2, 3 or 4
+ * @address: the first wire address
+ * @count: 1..125 registers (1..2000 bits for 1 and 2)
+ *
+ * Returns: the request's index in the job.  Since: 1.1
+ */
+guint wb_modbus_job_add_read(WbModbusJob *job, guint function, guint address, guint count);
+
+/**
+ * wb_modbus_job_add_read_plan:
+ * Adds every request of @plan, in order.  Returns: the index of the first.
+ * Since: 1.1
+ */
+guint wb_modbus_job_add_read_plan(WbModbusJob *job, const WbReadPlan *plan);
+
+/**
+ * wb_modbus_job_add_write:
+ * @job: a job not yet submitted
+ * @function: 5, 6, 15 or 16
+ * @address: the first wire address
+ * @count: registers (or coils) to write: 1 for 5 and 6
+ * @words: (array length=count): the values, one word per register (0 or 1
+ *   per coil); copied
+ *
+ * Returns: the request's index in the job.  Since: 1.1
+ */
+guint wb_modbus_job_add_write(WbModbusJob *job, guint function, guint address, guint count, const guint16 *words);
+
+/**
+ * wb_modbus_job_set_run_at_stop:
+ * Marks the job to run even when its device is freed first (a fallback
+ * written as the daemon stops).  Since: 1.1
+ */
+void wb_modbus_job_set_run_at_stop(WbModbusJob *job);
+
+/**
+ * WbModbusJobFunc:
+ * @job: the finished job; valid only during the call
+ * @user_data: as given to wb_modbus_job_submit()
+ *
+ * Called on the main context once the job has run (or failed at once),
+ * unless its device was freed first.
+ */
+typedef void (*WbModbusJobFunc)(WbModbusJob *job, gpointer user_data);
+
+/**
+ * wb_modbus_job_submit:
+ * @job: (transfer full): the job
+ * @func: (nullable): called when it is done
+ * @user_data: for @func
+ *
+ * Queues the job on its device's port.  Main context.  Since: 1.1
+ */
+void wb_modbus_job_submit(WbModbusJob *job, WbModbusJobFunc func, gpointer user_data);
+
+/** wb_modbus_job_get_n_requests: Returns: the number of requests. Since: 1.1 */
+guint wb_modbus_job_get_n_requests(const WbModbusJob *job);
+
+/**
+ * wb_modbus_job_get_status:
+ * @job: a finished job
+ * @index: a request index
+ * @exception_code: (out) (optional): for WB_MODBUS_STATUS_EXCEPTION, the code
+ *   (2: illegal data address, 4: device failure, ...)
+ *
+ * Returns: the request's outcome.  Since: 1.1
+ */
+WbModbusStatus wb_modbus_job_get_status(const WbModbusJob *job, guint index, guint *exception_code);
+
+/**
+ * wb_modbus_job_get_words:
+ * @job: a finished job
+ * @index: a read request that succeeded
+ *
+ * Returns: (transfer none) (array): the words read, in address order (one
+ * word, 0 or 1, per coil or discrete input), as many as the request asked
+ * for; %NULL when the request did not succeed.  Since: 1.1
+ */
+const guint16 *wb_modbus_job_get_words(const WbModbusJob *job, guint index);
+
+/**
+ * wb_modbus_job_get_time:
+ * Returns: when the last answer arrived, in g_get_real_time() units (0
+ * when none did): the measurement time of the values read.  Since: 1.1
+ */
+gint64 wb_modbus_job_get_time(const WbModbusJob *job);
+
+/**
+ * wb_modbus_job_is_first_answer:
+ * Returns: %TRUE when this job got the device's first answer since it was
+ * created or reconnected (read what you read once per connection).
+ * Since: 1.1
+ */
+gboolean wb_modbus_job_is_first_answer(const WbModbusJob *job);
+
+/** wb_modbus_status_to_string: Returns: (transfer none): "timeout", "exception", ... Since: 1.1 */
+const char *wb_modbus_status_to_string(WbModbusStatus status);
 
 /* ---- Host-owned Modbus server ----------------------------------------- */
 

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <termios.h>
@@ -325,6 +326,64 @@ guint wbt_daemon_count_log(WbtDaemon *d, const char *regex)
         g_match_info_next(info, NULL);
     }
     return n;
+}
+
+/* The values the recorder plugin logged for @name, oldest first. */
+static GPtrArray *point_values(WbtDaemon *d, const char *name)
+{
+    g_autofree char *escaped = g_regex_escape_string(name, -1);
+    g_autofree char *pattern = g_strdup_printf("\\] point %s = (\"[^\"]*\"|\\S+)", escaped);
+    g_autoptr(GRegex) re = g_regex_new(pattern, G_REGEX_MULTILINE, 0, NULL);
+    g_autofree char *log = wbt_daemon_log(d);
+    g_autoptr(GMatchInfo) info = NULL;
+    GPtrArray *values = g_ptr_array_new_with_free_func(g_free);
+    g_regex_match(re, log, 0, &info);
+    while (g_match_info_matches(info)) {
+        g_ptr_array_add(values, g_match_info_fetch(info, 1));
+        g_match_info_next(info, NULL);
+    }
+    return values;
+}
+
+char *wbt_daemon_last_point(WbtDaemon *d, const char *name)
+{
+    g_autoptr(GPtrArray) values = point_values(d, name);
+    return values->len ? g_strdup(g_ptr_array_index(values, values->len - 1)) : NULL;
+}
+
+guint wbt_daemon_count_point(WbtDaemon *d, const char *name)
+{
+    g_autoptr(GPtrArray) values = point_values(d, name);
+    return values->len;
+}
+
+void wbt_daemon_expect_point(WbtDaemon *d, const char *name, double expected, double tolerance, guint timeout_ms)
+{
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    g_autofree char *last = NULL;
+    do {
+        g_free(last);
+        last = wbt_daemon_last_point(d, name);
+        if (last && *last != '"' && fabs(g_ascii_strtod(last, NULL) - expected) <= tolerance)
+            return;
+        wbt_sleep(20);
+    } while (g_get_monotonic_time() < end);
+    g_error("point %s: expected %.10g (+-%g), last seen %s", name, expected, tolerance, last ? last : "never");
+}
+
+void wbt_daemon_expect_point_text(WbtDaemon *d, const char *name, const char *expected, guint timeout_ms)
+{
+    g_autofree char *quoted = g_strdup_printf("\"%s\"", expected);
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    g_autofree char *last = NULL;
+    do {
+        g_free(last);
+        last = wbt_daemon_last_point(d, name);
+        if (last && strcmp(last, quoted) == 0)
+            return;
+        wbt_sleep(20);
+    } while (g_get_monotonic_time() < end);
+    g_error("point %s: expected %s, last seen %s", name, quoted, last ? last : "never");
 }
 
 gboolean wbt_has_sanitizer_report(const char *log)

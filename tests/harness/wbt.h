@@ -64,6 +64,15 @@ guint wbt_daemon_count_log(WbtDaemon *d, const char *regex);
 char *wbt_daemon_log(WbtDaemon *d);
 /* wbt_daemon_start() on the scratch tree's conf.d and state directory. */
 WbtDaemon *wbt_scratch_daemon(WbtScratch *s);
+/* Points logged by the test plugin "recorder" ("point NAME = VALUE ..."):
+ * the last value logged for the full point name @name (text values keep
+ * their quotes), or NULL; how many were logged; and waits of up to
+ * @timeout_ms for the last one to be @expected (within @tolerance), or the
+ * text @expected, failing the test otherwise. */
+char *wbt_daemon_last_point(WbtDaemon *d, const char *name);
+guint wbt_daemon_count_point(WbtDaemon *d, const char *name);
+void wbt_daemon_expect_point(WbtDaemon *d, const char *name, double expected, double tolerance, guint timeout_ms);
+void wbt_daemon_expect_point_text(WbtDaemon *d, const char *name, const char *expected, guint timeout_ms);
 /* SIGTERM, wait up to 15 s; asserts exit status 0 and no sanitizer report. */
 void wbt_daemon_stop(WbtDaemon *d);
 /* For a test that expects the daemon to fail: SIGTERM and return its wait status. */

@@ -243,7 +243,7 @@ static void test_broken_instance_isolated(void)
     wbt_daemon_expect_log(d, "running 2 instances \\(some were disabled by errors", 10000);
     g_autofree char *log = wbt_daemon_log(d);
     g_autofree char *e1 = g_strdup_printf("%s:5: [bad] baud: expected an integer from 300 to 921600, got \"fast\"", bad);
-    g_autofree char *e2 = g_strdup_printf("%s:4: [typo] point.pwoer: unknown measurement 'pwoer'", typo);
+    g_autofree char *e2 = g_strdup_printf("%s:4: [typo] point.pwoer: chint-dtsu666 serves no measurement 'pwoer'; it serves: power, ", typo);
     g_assert_nonnull(strstr(log, e1));
     g_assert_nonnull(strstr(log, e2));
     g_assert_nonnull(strstr(log, "[off] skipped (enabled = false)"));

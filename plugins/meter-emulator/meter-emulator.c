@@ -1,21 +1,35 @@
-/* dtsu666: an emulated CHINT DTSU666 three-phase meter (sink).
+/* meter-emulator: serves a register map as an emulated Modbus device (sink),
+ * and dtsu666, its preset for the CHINT DTSU666 (the same code built with
+ * WB_PRESET_DTSU666: plugin name dtsu666, map = chint-dtsu666).
  *
- * Serves data/devices/chint-dtsu666.map on the host-owned Modbus server,
- * filled from points wired with "point.<measurement> = <point>".  Quantities
- * not wired are derived where physics allows (sums of phases, S from P and
+ * Serves any map from data/devices on the host-owned Modbus server (RTU or
+ * TCP), filled from points wired with "point.<measurement> = <point>",
+ * where a measurement is a register key of the map ("<quantity>[-<channel>]":
+ * power, voltage-l1, soc, power-dc1, ...).  The meter quantities below are
+ * derived when not wired, where physics allows (sums of phases, S from P and
  * Q, PF = P / S, line voltages from phase voltages, I = S / U with a wired
- * voltage) and otherwise take the map's declared default: a current is
- * never computed from the nominal voltage, which is not a measurement.  A stale or invalid source is handled by
- * the on-stale / on-invalid policies; energy counters served never
- * decrease, across restarts too. */
+ * voltage), and otherwise take the map's declared default: a current is
+ * never computed from the nominal voltage, which is not a measurement.  A
+ * stale or invalid source is handled by the on-stale / on-invalid policies;
+ * energy counters served never decrease, across restarts too.  Variant
+ * quirks (a handshake register, gaps that answer) are in the map. */
 #include <wattbridge/plugin.h>
 
 #include <math.h>
 
-#define MAP_NAME "chint-dtsu666"
+#ifdef WB_PRESET_DTSU666
+#define PLUGIN_NAME "dtsu666"
+#define PLUGIN_DESCRIPTION "Emulated CHINT DTSU666 three-phase meter (Modbus RTU or TCP slave; meter-emulator preset)"
+#define DEFAULT_MAP "chint-dtsu666"
+#else
+#define PLUGIN_NAME "meter-emulator"
+#define PLUGIN_DESCRIPTION "Serves a register map as an emulated Modbus meter or device, filled from points"
+#endif
 #define EXCEPTION_NO_DATA 4 /* server device failure: what a meter answers without data */
+#define MAX_EXTRA 64        /* measurements beyond the meter quantities a map may serve */
 
-/* The measurements an emulated meter can serve: "<quantity>[-<channel>]". */
+/* The meter measurements, whose relations the emulator knows:
+ * "<quantity>[-<channel>]". */
 #define PHASED(q) q, q "-l1", q "-l2", q "-l3"
 static const char *const key_names[] = {
     PHASED("power"),      PHASED("reactive-power"), PHASED("apparent-power"), PHASED("power-factor"),
@@ -51,9 +65,10 @@ typedef struct {
     gint64 expires;      /* monotonic time the value goes stale */
 } Wire;
 
+/* Known measurements first (K_*), then the map's others (N_KEYS + i). */
 typedef struct {
-    double v[N_KEYS];
-    gboolean have[N_KEYS];
+    double v[N_KEYS + MAX_EXTRA];
+    gboolean have[N_KEYS + MAX_EXTRA];
 } Values;
 
 typedef struct {
@@ -71,11 +86,13 @@ typedef struct {
     Policy on_invalid;
     double nominal_voltage;
     double nominal_frequency;
-    double key_default[N_KEYS];
+    double key_default[N_KEYS + MAX_EXTRA];
     int *reg_key;              /* per map register: key index or -1 */
+    GPtrArray *extra_keys;     /* char*: the map's measurements beyond key_names */
+    int n_keys;                /* N_KEYS + extra_keys->len */
 
-    double last[N_KEYS];       /* last served */
-    gboolean have_last[N_KEYS];
+    double last[N_KEYS + MAX_EXTRA]; /* last served */
+    gboolean have_last[N_KEYS + MAX_EXTRA];
     double energy_max[N_KEYS]; /* highest energy served (persisted) */
     gboolean warned_backwards[N_KEYS];
     char *state_file;
@@ -92,9 +109,18 @@ static const char *const direction_values[] = {"forward", "reverse", NULL};
 
 static const WbOptionSpec options[] = {
     WB_MODBUS_SERVER_OPTIONS,
+#ifdef DEFAULT_MAP
+    {.name = "map", .type = WB_OPTION_STRING, .default_value = DEFAULT_MAP,
+     .help = "The register map served (data/devices/<name>.map or a path)"},
+#else
+    {.name = "map", .type = WB_OPTION_STRING, .flags = WB_OPTION_REQUIRED,
+     .help = "The register map served: a name in data/devices (eastron-sdm630, huawei-dtsu666-h, "
+             "chint-dtsu666, ...) or a path to a .map file"},
+#endif
     {.name = "point.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY,
-     .help = "Wires a measurement to a point, e.g. point.power = pv/power or point.voltage-l1 = pv/l1/voltage. "
-             "Measurements: power, power-l1..l3, reactive-power(-l1..l3), apparent-power(-l1..l3), "
+     .help = "Wires a measurement of the map to a point, e.g. point.power = pv/power or point.voltage-l1 = "
+             "pv/l1/voltage.  Measurements are the map's register keys (<quantity>[-<channel>]); these are also "
+             "derived when not wired: power, power-l1..l3, reactive-power(-l1..l3), apparent-power(-l1..l3), "
              "power-factor(-l1..l3), voltage-l1..l3, voltage-l1-l2, voltage-l2-l3, voltage-l3-l1, "
              "current-l1..l3, frequency, energy-import(-l1..l3), energy-export(-l1..l3)"},
     {.name = "phases", .type = WB_OPTION_ENUM, .default_value = "3", .values = phases_values,
@@ -125,6 +151,30 @@ static const WbOptionSpec options[] = {
              "type a Solax inverter looks for)"},
     {NULL},
 };
+
+static int key_index(Dtsu *d, const char *name)
+{
+    for (int k = 0; k < N_KEYS; k++)
+        if (strcmp(key_names[k], name) == 0)
+            return k;
+    for (guint i = 0; i < d->extra_keys->len; i++)
+        if (strcmp(g_ptr_array_index(d->extra_keys, i), name) == 0)
+            return N_KEYS + (int)i;
+    return -1;
+}
+
+static const char *key_name(Dtsu *d, int k)
+{
+    return k < N_KEYS ? key_names[k] : g_ptr_array_index(d->extra_keys, k - N_KEYS);
+}
+
+/* A power or a current: 0 under the zero policy (not a voltage, a
+ * temperature or a state). */
+static gboolean flows(const char *key)
+{
+    return g_str_has_prefix(key, "power") || g_str_has_prefix(key, "current") ||
+           g_str_has_prefix(key, "reactive-power") || g_str_has_prefix(key, "apparent-power");
+}
 
 /* ---- values ---------------------------------------------------------- */
 
@@ -181,7 +231,7 @@ static void derive(Dtsu *d, Values *m)
     gboolean phases_s = m->have[K_S1] && m->have[K_S2] && m->have[K_S3];
 
     /* what physics cannot give: the map's declared default */
-    for (int k = 0; k < N_KEYS; k++)
+    for (int k = 0; k < d->n_keys; k++)
         if (!m->have[k] && !(k >= K_S && k <= K_PF3))
             set(m, k, d->key_default[k]);
 
@@ -359,6 +409,12 @@ static void refresh(Dtsu *d)
         for (int k = K_EI; k <= K_EE3; k++)
             if (d->have_last[k])
                 set(&m, k, d->last[k]);
+        for (int k = N_KEYS; k < d->n_keys; k++) {
+            if (flows(key_name(d, k)))
+                set(&m, k, 0);
+            else if (d->have_last[k])
+                set(&m, k, d->last[k]);
+        }
     }
 
     gboolean data[N_KEYS];
@@ -392,10 +448,10 @@ static void refresh(Dtsu *d)
         const WbMapRegister *reg = wb_map_get_register(d->map, i);
         g_autoptr(GError) error = NULL;
         if (!wb_modbus_server_set_value(d->server, reg, m.v[k], &error))
-            wb_log_ratelimited(d->inst, WB_LOG_WARNING, key_names[k], "cannot serve %s: %s", key_names[k],
+            wb_log_ratelimited(d->inst, WB_LOG_WARNING, key_name(d, k), "cannot serve %s: %s", key_name(d, k),
                                error->message);
     }
-    for (int k = 0; k < N_KEYS; k++) {
+    for (int k = 0; k < d->n_keys; k++) {
         d->last[k] = m.v[k];
         d->have_last[k] = TRUE;
     }
@@ -459,17 +515,11 @@ static void dtsu_free(Dtsu *d)
     if (d->by_point)
         g_hash_table_unref(d->by_point);
     g_free(d->reg_key);
+    if (d->extra_keys)
+        g_ptr_array_unref(d->extra_keys);
     g_free(d->state_file);
     g_free(d->mode_reason);
     g_free(d);
-}
-
-static int key_index(const char *name)
-{
-    for (int k = 0; k < N_KEYS; k++)
-        if (strcmp(key_names[k], name) == 0)
-            return k;
-    return -1;
 }
 
 static double resolve_default(Dtsu *d, const char *text)
@@ -501,19 +551,48 @@ static gboolean dtsu_create(WbInstance *instance, const WbConfig *config, gpoint
     d->save_interval = wb_config_get_duration(config, "state-save-interval");
     d->wires = g_ptr_array_new_with_free_func(wire_free);
     d->by_point = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_ptr_array_unref);
+    d->extra_keys = g_ptr_array_new_with_free_func(g_free);
 
-    d->map = wb_map_load(instance, MAP_NAME, error);
+    d->map = wb_map_load(instance, wb_config_get_string(config, "map"), error);
     if (!d->map) {
         dtsu_free(d);
         return FALSE;
     }
+    /* the map's measurements beyond the meter quantities */
+    g_autoptr(GHashTable) in_map = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint i = 0; i < wb_map_get_n_registers(d->map); i++) {
+        const char *key = wb_map_register_get_key(wb_map_get_register(d->map, i));
+        if (!key || key_index(d, key) >= 0)
+            continue;
+        {
+            if (d->extra_keys->len == MAX_EXTRA) {
+                g_set_error(error, WB_PLUGIN_ERROR, WB_PLUGIN_ERROR_NOT_SUPPORTED,
+                            "%s measures more than %d kinds of values beyond a meter's", wb_map_get_name(d->map),
+                            MAX_EXTRA);
+                dtsu_free(d);
+                return FALSE;
+            }
+            g_ptr_array_add(d->extra_keys, g_strdup(key));
+        }
+    }
+    for (guint i = 0; i < wb_map_get_n_registers(d->map); i++) {
+        const char *key = wb_map_register_get_key(wb_map_get_register(d->map, i));
+        if (key)
+            g_hash_table_add(in_map, (gpointer)key);
+    }
+    /* what it serves, for messages: the meter quantities in their order, then the rest */
+    g_autoptr(GString) served = g_string_new(NULL);
+    for (int k = 0; k < N_KEYS + (int)d->extra_keys->len; k++)
+        if (g_hash_table_contains(in_map, key_name(d, k)))
+            g_string_append_printf(served, "%s%s", served->len ? ", " : "", key_name(d, k));
+    d->n_keys = N_KEYS + (int)d->extra_keys->len;
     for (const char *const *key = wb_config_get_family(config, "point."); *key; key++) {
         const char *name = *key + strlen("point.");
         const char *point = wb_config_get_string(config, *key);
-        int k = key_index(name);
+        int k = key_index(d, name);
         if (k < 0) {
-            g_autofree char *valid = g_strjoinv(", ", (char **)key_names);
-            wb_config_set_error(config, error, *key, "unknown measurement '%s'; valid ones are: %s", name, valid);
+            wb_config_set_error(config, error, *key, "%s serves no measurement '%s'; it serves: %s",
+                                wb_map_get_name(d->map), name, served->str);
             dtsu_free(d);
             return FALSE;
         }
@@ -536,11 +615,11 @@ static gboolean dtsu_create(WbInstance *instance, const WbConfig *config, gpoint
 
     guint n = wb_map_get_n_registers(d->map);
     d->reg_key = g_new(int, n);
-    gboolean have_default[N_KEYS] = {0};
+    gboolean have_default[N_KEYS + MAX_EXTRA] = {0};
     for (guint i = 0; i < n; i++) {
         const WbMapRegister *reg = wb_map_get_register(d->map, i);
         const char *key = wb_map_register_get_key(reg);
-        d->reg_key[i] = key ? key_index(key) : -1;
+        d->reg_key[i] = key ? key_index(d, key) : -1;
         int k = d->reg_key[i];
         if (k >= 0 && !have_default[k]) {
             d->key_default[k] = resolve_default(d, wb_map_register_get_default(reg));
@@ -560,7 +639,7 @@ static gboolean dtsu_create(WbInstance *instance, const WbConfig *config, gpoint
         if (!reg || wb_map_register_get_quantity(reg)) {
             wb_config_set_error(config, error, *key,
                                 "%s is not a parameter register of %s (measured registers are wired with point.)",
-                                name, MAP_NAME);
+                                name, wb_map_get_name(d->map));
             wb_modbus_server_free(d->server);
             dtsu_free(d);
             return FALSE;
@@ -631,5 +710,4 @@ static const WbPluginOps ops = {
     .destroy = dtsu_destroy,
 };
 
-WB_PLUGIN_DEFINE("dtsu666", WB_VERSION, "Emulated CHINT DTSU666 three-phase meter (Modbus RTU or TCP slave)",
-                 "GPL-3.0-or-later", WB_ROLE_SINK, options, &ops)
+WB_PLUGIN_DEFINE(PLUGIN_NAME, WB_VERSION, PLUGIN_DESCRIPTION, "GPL-3.0-or-later", WB_ROLE_SINK, options, &ops)
