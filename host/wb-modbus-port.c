@@ -82,6 +82,7 @@ struct _WbModbusJob {
     guint latency_n;
     /* the device's health when the job finished */
     guint64 h_requests, h_timeouts, h_crc, h_exceptions, h_other;
+    guint64 h_by_code[12]; /* exceptions by code 1..11; [0]: others */
     gboolean h_connected;
 };
 
@@ -111,6 +112,7 @@ struct _WbModbusDevice {
     gint64 probe_at;
     gboolean answered_since_connect;
     guint64 requests, timeouts, crc, exceptions, other;
+    guint64 by_code[12];
 };
 
 struct _Port {
@@ -470,7 +472,10 @@ static gboolean run_request(Port *p, WbModbusDevice *dev, Req *q, WbModbusJob *j
         switch (st) {
         case WB_MODBUS_STATUS_TIMEOUT: dev->timeouts++; break;
         case WB_MODBUS_STATUS_CRC: dev->crc++; break;
-        case WB_MODBUS_STATUS_EXCEPTION: dev->exceptions++; break;
+        case WB_MODBUS_STATUS_EXCEPTION:
+            dev->exceptions++;
+            dev->by_code[q->exception < 12 ? q->exception : 0]++;
+            break;
         case WB_MODBUS_STATUS_OK: break;
         default: dev->other++; break;
         }
@@ -512,6 +517,13 @@ static gboolean deliver(gpointer data)
     wb_batch_add_double(batch, "modbus/crc/errors", (double)job->h_crc, NULL);
     wb_batch_add_double(batch, "modbus/exception/errors", (double)job->h_exceptions, NULL);
     wb_batch_add_double(batch, "modbus/other/errors", (double)job->h_other, NULL);
+    for (guint code = 0; code < G_N_ELEMENTS(job->h_by_code); code++) {
+        if (!job->h_by_code[code])
+            continue; /* the codes this device has answered */
+        g_autofree char *name = code ? g_strdup_printf("modbus/exception-%02u/errors", code)
+                                     : g_strdup("modbus/exception-other/errors");
+        wb_batch_add_double(batch, name, (double)job->h_by_code[code], NULL);
+    }
     if (job->latency_n)
         wb_batch_add_double(batch, "modbus/latency", (double)job->latency_sum / job->latency_n / 1e6, NULL);
     wb_batch_add_double(batch, "modbus/connected", job->h_connected ? 1 : 0, NULL);
@@ -555,6 +567,7 @@ static void finish_job(Port *p, WbModbusDevice *dev, WbModbusStatus rest)
     job->h_crc = dev->crc;
     job->h_exceptions = dev->exceptions;
     job->h_other = dev->other;
+    memcpy(job->h_by_code, dev->by_code, sizeof job->h_by_code);
     job->h_connected = !dev->disconnected;
     g_cond_broadcast(&p->done);
     /* the callback on the main context; dropped (and the job freed) when

@@ -337,7 +337,9 @@ void wb_write_plan_get_request(const WbWritePlan *plan, guint index, guint *func
  *
  * After each job the host publishes the device's health under the owning
  * instance: modbus/requests, modbus/timeout/errors, modbus/crc/errors,
- * modbus/exception/errors, modbus/other/errors (counters since start),
+ * modbus/exception/errors, modbus/exception-NN/errors (per exception code,
+ * once one was answered: exception-02 is "illegal data address"),
+ * modbus/other/errors (counters since start),
  * modbus/latency (s, the job's mean request-to-answer time) and
  * modbus/connected (1 or 0).
  *

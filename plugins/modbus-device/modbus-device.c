@@ -231,6 +231,13 @@ static void publish_group(Group *g, WbModbusJob *job)
 
 /* ---- setpoints ------------------------------------------------------------------ */
 
+/* "50 %", "1111": a register's value for a log message. */
+static char *value_text(const WbMapRegister *reg, double v)
+{
+    const char *unit = wb_map_register_get_unit(reg);
+    return g_strdup_printf("%g%s%s", v, *unit ? " " : "", unit);
+}
+
 static void on_write_done(WbModbusJob *job, gpointer user_data);
 
 /* Compares each setpoint with what the device reported and writes those
@@ -262,18 +269,19 @@ static void actuate(Device *d)
             why = "out of range";
         if (why) {
             want = s->fallback;
-            if (!s->using_fallback || g_strcmp0(s->why_fallback, why) != 0)
-                wb_log(d->inst, WB_LOG_WARNING, "setpoint %s is %s%s%s: %s gets its fallback %g %s", s->point, why,
-                       error ? ": " : "", error ? error->message : "", wb_map_register_get_name(s->reg), want,
-                       wb_map_register_get_unit(s->reg));
+            if (!s->using_fallback || g_strcmp0(s->why_fallback, why) != 0) {
+                g_autofree char *fb = value_text(s->reg, want);
+                wb_log(d->inst, WB_LOG_WARNING, "setpoint %s is %s%s%s: %s gets its fallback %s", s->point, why,
+                       error ? ": " : "", error ? error->message : "", wb_map_register_get_name(s->reg), fb);
+            }
             s->using_fallback = TRUE;
             g_free(s->why_fallback);
             s->why_fallback = g_strdup(why);
             g_clear_error(&error);
             wb_map_register_encode(s->reg, want, words, NULL); /* checked in create */
         } else if (s->using_fallback) {
-            wb_log(d->inst, WB_LOG_NOTICE, "setpoint %s is valid again (%g %s)", s->point, want,
-                   wb_map_register_get_unit(s->reg));
+            g_autofree char *v = value_text(s->reg, want);
+            wb_log(d->inst, WB_LOG_NOTICE, "setpoint %s is valid again (%s)", s->point, v);
             s->using_fallback = FALSE;
             g_clear_pointer(&s->why_fallback, g_free);
         }
@@ -314,10 +322,10 @@ static void actuate(Device *d)
         Setpoint *s = g_ptr_array_index(which, i);
         s->writing = TRUE;
         s->last_write = now;
-        double v = wb_map_register_decode(s->reg, values[i]);
-        double was = wb_map_register_decode(s->reg, s->readback);
-        wb_log(d->inst, WB_LOG_NOTICE, "writing %s = %g %s (the device has %g)", wb_map_register_get_name(s->reg), v,
-               wb_map_register_get_unit(s->reg), was);
+        g_autofree char *v = value_text(s->reg, wb_map_register_decode(s->reg, values[i]));
+        g_autofree char *was = value_text(s->reg, wb_map_register_decode(s->reg, s->readback));
+        wb_log(d->inst, WB_LOG_NOTICE, "writing %s = %s (the device has %s)", wb_map_register_get_name(s->reg), v,
+               was);
     }
     g_ptr_array_ref(which);
     wb_modbus_job_submit(job, on_write_done, which);
@@ -694,8 +702,9 @@ static void device_stop(gpointer state)
             guint16 words[4] = {0};
             wb_map_register_encode(s->reg, s->fallback, words, NULL);
             if (s->have_readback && memcmp(words, s->readback, wb_map_register_get_size(s->reg) * 2) == 0) {
-                wb_log(d->inst, WB_LOG_NOTICE, "stopping: %s already holds its fallback %g %s",
-                       wb_map_register_get_name(s->reg), s->fallback, wb_map_register_get_unit(s->reg));
+                g_autofree char *fb = value_text(s->reg, s->fallback);
+                wb_log(d->inst, WB_LOG_NOTICE, "stopping: %s already holds its fallback %s",
+                       wb_map_register_get_name(s->reg), fb);
                 continue;
             }
             WbModbusJob *job = wb_modbus_job_new(d->modbus);
@@ -707,8 +716,9 @@ static void device_stop(gpointer state)
             }
             wb_modbus_job_set_run_at_stop(job);
             wb_modbus_job_submit(job, NULL, NULL);
-            wb_log(d->inst, WB_LOG_NOTICE, "stopping: writing the fallback %s = %g %s",
-                   wb_map_register_get_name(s->reg), s->fallback, wb_map_register_get_unit(s->reg));
+            g_autofree char *fb = value_text(s->reg, s->fallback);
+            wb_log(d->inst, WB_LOG_NOTICE, "stopping: writing the fallback %s = %s", wb_map_register_get_name(s->reg),
+                   fb);
         }
     }
     wb_modbus_device_free(d->modbus); /* runs those writes first */

@@ -110,6 +110,8 @@ static void test_shared_line(void)
     wbt_daemon_expect_log(d, "\\[one\\] unit 1 on .* answers a slow read with exception 2", 5000);
     g_autofree char *exceptions = wbt_daemon_last_point(d, "one/modbus/exception/errors");
     g_assert_cmpfloat(g_ascii_strtod(exceptions, NULL), >=, 1);
+    g_autofree char *code2 = wbt_daemon_last_point(d, "one/modbus/exception-02/errors");
+    g_assert_cmpstr(code2, ==, exceptions);
     g_assert_null(wbt_daemon_last_point(d, "one/register/beyond"));
 
     wbt_daemon_stop(d);
@@ -168,6 +170,70 @@ static void test_bulk_write(void)
     }
     slaves_stop(slaves);
     wbt_pty_stop(pty);
+}
+
+/* ---- a setpoint's lease ----------------------------------------------------------- */
+
+/* The setpoint comes over MQTT: out of range, invalid and stale, the
+ * register gets its fallback, once each time. */
+static void test_setpoint_fallback(void)
+{
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    WbtBroker *broker = wbt_broker_start();
+    WbtPty *pty = wbt_pty_start(s->dir, "bus");
+    GSubprocess *slaves = slaves_start(pty->a, pty->b, (const char *const[]){"1", NULL});
+    g_autofree char *map = slave_map();
+    g_free(wbt_scratch_conf(s, "10-ctl.conf",
+                            "[ctl]\nplugin = mqtt\nhost = 127.0.0.1\nport = %u\nreconnect-delay = 100ms\n"
+                            "invalid-when = Status=-1\npoint.limit = ctl/limit; Limit\n",
+                            broker->port));
+    g_free(wbt_scratch_conf(s, "20-dev.conf",
+                            "[dev]\nplugin = modbus-device\ndevice = %s\nunit-id = 1\nmap = %s\nrole = grid\n"
+                            "fast = h0\nfast-interval = 100ms\nmax-age = 1s\nmin-write-interval = 200ms\n"
+                            "setpoint.h1 = ctl/limit\nfallback.h1 = 77\n",
+                            pty->b, map));
+    g_free(wbt_scratch_conf(s, "90-rec.conf", "[rec]\nplugin = recorder\npattern = dev/register/h1\n"));
+    WbtDaemon *d = wbt_scratch_daemon(s);
+    wbt_daemon_expect_log(d, "\\[ctl\\] connected to MQTT broker", 10000);
+    /* nothing published yet: the fallback */
+    wbt_daemon_expect_point(d, "dev/register/h1", 77, 0, 10000);
+    wbt_daemon_expect_log(d, "setpoint ctl/limit is not published yet: h1 gets its fallback 77", 1000);
+
+    WbtRepeater *ctl = wbt_repeat(broker, "ctl/limit", "{\"Status\":1,\"Limit\":50}", 100);
+    wbt_daemon_expect_point(d, "dev/register/h1", 50, 0, 5000);
+    wbt_daemon_expect_log(d, "setpoint ctl/limit is valid again \\(50\\)", 1000);
+
+    /* out of range for a u16: the fallback, not a wrapped value */
+    wbt_repeater_set_payload(ctl, "{\"Status\":1,\"Limit\":-5}");
+    wbt_daemon_expect_log(d, "setpoint ctl/limit is out of range: h1: -5 \\(raw -5\\) does not fit u16 .*: h1 gets "
+                             "its fallback 77", 5000);
+    wbt_daemon_expect_point(d, "dev/register/h1", 77, 0, 5000);
+
+    wbt_repeater_set_payload(ctl, "{\"Status\":1,\"Limit\":60}");
+    wbt_daemon_expect_point(d, "dev/register/h1", 60, 0, 5000);
+
+    /* the source says it has no value */
+    wbt_repeater_set_payload(ctl, "{\"Status\":-1}");
+    wbt_daemon_expect_log(d, "setpoint ctl/limit is invalid: h1 gets its fallback 77", 5000);
+    wbt_daemon_expect_point(d, "dev/register/h1", 77, 0, 5000);
+
+    wbt_repeater_set_payload(ctl, "{\"Status\":1,\"Limit\":70}");
+    wbt_daemon_expect_point(d, "dev/register/h1", 70, 0, 5000);
+
+    /* the source goes silent: after max-age, the fallback, once */
+    wbt_repeater_stop(ctl);
+    wbt_daemon_expect_log(d, "setpoint ctl/limit is stale: h1 gets its fallback 77", 5000);
+    wbt_daemon_expect_point(d, "dev/register/h1", 77, 0, 5000);
+    guint writes = wbt_daemon_count_log(d, "writing h1 = ");
+    wbt_sleep(1500);
+    g_assert_cmpuint(wbt_daemon_count_log(d, "writing h1 = "), ==, writes);
+    /* 77 (start), 50, 77, 60, 77, 70, 77 */
+    g_assert_cmpuint(writes, ==, 7);
+
+    wbt_daemon_stop(d);
+    slaves_stop(slaves);
+    wbt_pty_stop(pty);
+    wbt_broker_stop(broker);
 }
 
 /* ---- unplug and replug --------------------------------------------------------- */
@@ -260,7 +326,7 @@ static void test_growatt_night(void)
     /* morning: it answers again, with the limit back at 255 */
     inv = inverter_start(s, inv_conf);
     wbt_daemon_expect_log(gw, "\\[growatt\\] unit 1 on .* answers again", 5000);
-    wbt_daemon_expect_log(gw, "writing ActivePRate = 50 % \\(the device has 255\\)", 5000);
+    wbt_daemon_expect_log(gw, "writing ActivePRate = 50 % \\(the device has 255 %\\)", 5000);
     wbt_daemon_expect_point(gw, "growatt/register/ActivePRate", 50, 0, 5000);
     wbt_sleep(2500); /* past min-write-interval: nothing more to write */
     g_assert_cmpuint(wbt_daemon_count_log(gw, "writing ActivePRate = "), ==, 2);
@@ -279,6 +345,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/modbus/line/shared", test_shared_line);
     g_test_add_func("/modbus/line/bulk-write", test_bulk_write);
+    g_test_add_func("/modbus/line/setpoint-fallback", test_setpoint_fallback);
     g_test_add_func("/modbus/line/unplug", test_unplug);
     g_test_add_func("/modbus/line/growatt-night", test_growatt_night);
     return g_test_run();
