@@ -100,6 +100,9 @@ struct _WbModbusDevice {
     gint64 backoff;
     gboolean trace;
     gint64 min_delay;
+    /* main context: the health last published */
+    gint64 health_time;
+    int health_connected;  /* -1: never published */
 
     /* under port->lock */
     GQueue queue;          /* WbModbusJob*, waiting */
@@ -509,7 +512,13 @@ static gboolean deliver(gpointer data)
         return G_SOURCE_REMOVE;
     if (job->func)
         job->func(job, job->user_data);
-    /* the device's health, under its instance */
+    /* the device's health, under its instance: once a second, and when it
+     * connects or disconnects */
+    gint64 now = g_get_monotonic_time();
+    if (now - dev->health_time < G_USEC_PER_SEC && dev->health_connected == (int)job->h_connected)
+        return G_SOURCE_REMOVE;
+    dev->health_time = now;
+    dev->health_connected = job->h_connected;
     WbBatch *batch = wb_batch_new(dev->inst);
     wb_batch_set_time(batch, g_get_real_time());
     wb_batch_add_double(batch, "modbus/requests", (double)job->h_requests, NULL);
@@ -799,6 +808,7 @@ WbModbusDevice *wb_modbus_device_new(WbInstance *instance, const char *prefix, W
     dev->trace = wb_config_get_bool(cfg, k_trace);
     dev->min_delay = wb_config_has_key(cfg, k_min_delay) ? wb_config_get_duration(cfg, k_min_delay) : map->min_delay_us;
     dev->label = g_strdup_printf("unit %u on %s", dev->unit_id, line.where);
+    dev->health_connected = -1;
     g_queue_init(&dev->queue);
     if (dev->unit_id == 0 && line.transport != TRANSPORT_TCP) {
         wb_config_set_error(cfg, error, k_unit, "unit id 0 is the broadcast address, which never answers");
@@ -886,6 +896,10 @@ void wb_modbus_device_free(WbModbusDevice *dev)
     /* past the deadline: whatever is left is dropped */
     while (!g_queue_is_empty(&dev->queue))
         job_free(g_queue_pop_head(&dev->queue));
+    if (dev->requests)
+        wb_log(dev->inst, WB_LOG_NOTICE, "%s: %" G_GUINT64_FORMAT " requests, %" G_GUINT64_FORMAT " timeouts, %"
+               G_GUINT64_FORMAT " CRC errors, %" G_GUINT64_FORMAT " exceptions, %" G_GUINT64_FORMAT " others",
+               dev->label, dev->requests, dev->timeouts, dev->crc, dev->exceptions, dev->other);
     g_ptr_array_remove(p->devices, dev);
     p->rr = 0;
     g_mutex_unlock(&p->lock);

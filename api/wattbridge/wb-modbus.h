@@ -335,7 +335,8 @@ void wb_write_plan_get_request(const WbWritePlan *plan, guint index, guint *func
  * are WB_MODBUS_STATUS_SKIPPED): a dead device costs its neighbours one timeout
  * per cycle, not one per request.
  *
- * After each job the host publishes the device's health under the owning
+ * After jobs, at most once a second and whenever the device connects or
+ * disconnects, the host publishes the device's health under the owning
  * instance: modbus/requests, modbus/timeout/errors, modbus/crc/errors,
  * modbus/exception/errors, modbus/exception-NN/errors (per exception code,
  * once one was answered: exception-02 is "illegal data address"),

@@ -49,6 +49,7 @@ typedef struct {
     WbTimer *timer;
     gint64 interval;
     gboolean busy;        /* a job is out */
+    gint64 submitted;     /* monotonic, of the job out */
     guint overruns;
 } Group;
 
@@ -387,6 +388,8 @@ static void on_read_done(WbModbusJob *job, gpointer user_data)
     Group *g = user_data;
     Device *d = g->dev;
     g->busy = FALSE;
+    wb_log(d->inst, WB_LOG_DEBUG, "%s group: %u requests in %.3f ms", group_names[g->id],
+           wb_modbus_job_get_n_requests(job), (double)(g_get_monotonic_time() - g->submitted) / 1000.0);
     for (guint q = 0; q < wb_modbus_job_get_n_requests(job); q++) {
         guint code = 0;
         WbModbusStatus st = wb_modbus_job_get_status(job, q, &code);
@@ -432,6 +435,7 @@ static void poll_group(Group *g)
     WbModbusJob *job = wb_modbus_job_new(g->dev->modbus);
     wb_modbus_job_add_read_plan(job, g->plan);
     g->busy = TRUE;
+    g->submitted = g_get_monotonic_time();
     wb_modbus_job_submit(job, on_read_done, g);
 }
 

@@ -406,9 +406,14 @@ int wbt_daemon_stop_status(WbtDaemon *d)
 
 void wbt_daemon_stop(WbtDaemon *d)
 {
+    g_free(wbt_daemon_stop_log(d));
+}
+
+char *wbt_daemon_stop_log(WbtDaemon *d)
+{
     g_subprocess_send_signal(d->proc, SIGTERM);
     gboolean exited = wait_for(d->proc, 15000);
-    g_autofree char *log = wbt_daemon_log(d);
+    char *log = wbt_daemon_log(d);
     int status = exited ? g_subprocess_get_status(d->proc) : -1;
     if (!exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || wbt_has_sanitizer_report(log)) {
         g_printerr("---- daemon stderr ----\n%s\n----\n", log);
@@ -424,6 +429,7 @@ void wbt_daemon_stop(WbtDaemon *d)
     wbt_tmpdir_free(d->dir);
     g_free(d->stderr_path);
     g_free(d);
+    return log;
 }
 
 /* ---- mbpoll ------------------------------------------------------------- */

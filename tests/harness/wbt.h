@@ -75,6 +75,9 @@ void wbt_daemon_expect_point(WbtDaemon *d, const char *name, double expected, do
 void wbt_daemon_expect_point_text(WbtDaemon *d, const char *name, const char *expected, guint timeout_ms);
 /* SIGTERM, wait up to 15 s; asserts exit status 0 and no sanitizer report. */
 void wbt_daemon_stop(WbtDaemon *d);
+/* The same, returning the daemon's whole stderr (what it logged while
+ * stopping included). */
+char *wbt_daemon_stop_log(WbtDaemon *d);
 /* For a test that expects the daemon to fail: SIGTERM and return its wait status. */
 int wbt_daemon_stop_status(WbtDaemon *d);
 /* TRUE when @log contains an AddressSanitizer/LeakSanitizer/UBSan report. */
