@@ -100,8 +100,16 @@ static void log_message(WbInstance *instance, WbLogLevel level, const char *mess
     g_log_structured_array(glib_level(level), fields, instance ? G_N_ELEMENTS(fields) : G_N_ELEMENTS(fields) - 1);
 }
 
+/* What the writer drops anyway: skip the formatting. */
+static gboolean dropped(WbLogLevel level)
+{
+    return !log_verbose && (level == WB_LOG_INFO || level == WB_LOG_DEBUG);
+}
+
 void wb_log(WbInstance *instance, WbLogLevel level, const char *format, ...)
 {
+    if (dropped(level))
+        return;
     va_list args;
     va_start(args, format);
     g_autofree char *message = g_strdup_vprintf(format, args);
@@ -112,6 +120,8 @@ void wb_log(WbInstance *instance, WbLogLevel level, const char *format, ...)
 void wb_log_ratelimited(WbInstance *instance, WbLogLevel level, const char *key, const char *format,
                         ...)
 {
+    if (dropped(level))
+        return;
     g_autofree char *id = g_strdup_printf("%s\x1f%s", instance ? wb_instance_get_name(instance) : "", key);
     gint64 now = g_get_monotonic_time();
     guint suppressed = 0;
