@@ -326,6 +326,22 @@ static void test_port_refusals(void)
     wbt_pty_stop(pty);
 }
 
+/* The shipped example installations are valid as they stand. */
+static void test_examples(void)
+{
+    g_autofree char *examples = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "conf.d", "examples", NULL);
+    g_autofree char *data = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "data", NULL);
+    const char *argv[] = {g_getenv("WB_TEST_DAEMON"), "--config-dir", examples, "--plugin-dir",
+                          g_getenv("WB_PLUGIN_DIR"), "--data-dir", data, "--check-config", NULL};
+    g_autofree char *out = NULL, *err = NULL;
+    int status = wbt_run(argv, 20000, &out, &err);
+    if (status != 0)
+        g_error("the examples do not pass --check-config:\n%s\n%s", out, err);
+    g_assert_nonnull(strstr(out, "[grid-meter]"));
+    g_assert_nonnull(strstr(out, "[pv-inverter]"));
+    g_assert_nonnull(strstr(out, "configuration OK"));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -334,5 +350,6 @@ int main(int argc, char **argv)
     g_test_add_func("/modbus/device/tcp-and-rtu-over-tcp", test_tcp_and_rtu_over_tcp);
     g_test_add_func("/modbus/device/line-settings-conflict", test_line_settings_conflict);
     g_test_add_func("/modbus/device/port-refusals", test_port_refusals);
+    g_test_add_func("/modbus/device/examples", test_examples);
     return g_test_run();
 }
