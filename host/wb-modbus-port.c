@@ -50,11 +50,13 @@ typedef struct {
 } Line;
 
 typedef struct {
+    WbModbusDevice *dev;
     char *instance;
     char *file;
     int line;        /* of its device or host key */
     char *key;
     char *settings;  /* "rtu 9600 8N1" */
+    Line wants;      /* its line settings (no strings) */
 } PortUser;
 
 typedef struct _Port Port;
@@ -75,6 +77,7 @@ struct _WbModbusJob {
     gboolean submitted;
     WbModbusJobFunc func;
     gpointer user_data;
+    GDestroyNotify destroy;
     gint64 time;
     gboolean answered;
     gboolean first_answer;
@@ -109,6 +112,7 @@ struct _WbModbusDevice {
     WbModbusJob *current;  /* being run by the worker */
     guint next;            /* its next request */
     gboolean freed;
+    gboolean abandon;      /* freed and out of time: cancel what is left */
     gint64 ready_at;       /* monotonic: not before (last answer + min-delay) */
     guint failures;        /* jobs in a row without any answer */
     gboolean disconnected;
@@ -158,6 +162,7 @@ static void device_unref(WbModbusDevice *dev)
     if (!g_atomic_int_dec_and_test(&dev->ref))
         return;
     wb_map_unref(dev->map);
+    wb_instance_unref(dev->inst);
     g_free(dev->label);
     g_free(dev);
 }
@@ -166,6 +171,8 @@ static void job_free(WbModbusJob *job)
 {
     if (!job)
         return;
+    if (job->destroy)
+        job->destroy(job->user_data);
     for (guint i = 0; i < job->reqs->len; i++)
         g_free(g_array_index(job->reqs, Req, i).words);
     g_array_unref(job->reqs);
@@ -282,6 +289,11 @@ static gboolean port_open(Port *p, GString *why)
         /* libmodbus 3.1.6 has no RTU-over-TCP backend: an RTU context on
          * our socket (its tcflush/tcsetattr calls fail there, harmlessly) */
         p->ctx = modbus_new_rtu(l->where, l->baud, l->parity, l->data_bits, l->stop_bits);
+        if (!p->ctx) {
+            g_string_printf(why, "%s", modbus_strerror(errno));
+            close(fd);
+            return FALSE;
+        }
         modbus_set_socket(p->ctx, fd);
         p->socket_fd = fd;
         return TRUE;
@@ -429,10 +441,14 @@ static gboolean run_request(Port *p, WbModbusDevice *dev, Req *q, WbModbusJob *j
     if (q->function <= 4 && !q->words)
         q->words = g_new0(guint16, q->count);
 
-    modbus_set_slave(p->ctx, (int)dev->unit_id);
-    modbus_set_response_timeout(p->ctx, (guint32)(dev->timeout / G_USEC_PER_SEC),
-                                (guint32)(dev->timeout % G_USEC_PER_SEC));
+    gboolean reconnected = FALSE;
     for (guint attempt = 0; attempt <= dev->retries; attempt++) {
+        modbus_set_slave(p->ctx, (int)dev->unit_id);
+        modbus_set_response_timeout(p->ctx, (guint32)(dev->timeout / G_USEC_PER_SEC),
+                                    (guint32)(dev->timeout % G_USEC_PER_SEC));
+        /* whatever is waiting is a late answer to an earlier request: it
+         * must not be taken for this one's */
+        port_flush(p);
         if (dev->trace) {
             g_autoptr(GString) s = g_string_new(NULL);
             hex(s, raw, raw_len);
@@ -454,10 +470,21 @@ static gboolean run_request(Port *p, WbModbusDevice *dev, Req *q, WbModbusJob *j
             wb_log(dev->inst, WB_LOG_NOTICE, "%s <- %s (%.1f ms)", dev->label, s->str, (t1 - t0) / 1000.0);
         }
         if (rc == -1 && is_port_failure(err)) {
+            port_close(p);
+            if (p->line.transport != TRANSPORT_RTU && !reconnected) {
+                /* a TCP peer closes idle connections: connect again at once,
+                 * once, and send the request again */
+                g_autoptr(GString) why = g_string_new(NULL);
+                reconnected = TRUE;
+                if (port_open(p, why)) {
+                    wb_log(dev->inst, WB_LOG_INFO, "%s: %s; connected again", p->line.where, modbus_strerror(err));
+                    attempt--;
+                    continue;
+                }
+            }
             q->status = WB_MODBUS_STATUS_PORT_ERROR;
             wb_log(dev->inst, WB_LOG_ERROR, "%s failed: %s; reopening in %.3g s", p->line.where,
                    modbus_strerror(err), (double)p->reopen_delay / G_USEC_PER_SEC);
-            port_close(p);
             p->next_open = t1 + p->reopen_delay;
             return FALSE;
         }
@@ -491,10 +518,19 @@ static gboolean run_request(Port *p, WbModbusDevice *dev, Req *q, WbModbusJob *j
             job->latency_n++;
             return TRUE;
         }
-        if (st != WB_MODBUS_STATUS_TIMEOUT)
-            job->answered = TRUE; /* something came back: the device is there */
-        /* a late or garbled answer must not be taken for the next one's */
-        port_flush(p);
+        if (st == WB_MODBUS_STATUS_BAD_RESPONSE && rc > 0)
+            job->answered = TRUE; /* the device answered, wrongly: it is there */
+        if (st == WB_MODBUS_STATUS_TIMEOUT && p->line.transport == TRANSPORT_TCP) {
+            /* Modbus TCP: a late answer would come on this connection (and
+             * libmodbus does not check transaction ids on this path) */
+            port_close(p);
+            g_autoptr(GString) why = g_string_new(NULL);
+            if (!port_open(p, why)) {
+                p->next_open = g_get_monotonic_time() + p->reopen_delay;
+                q->status = st;
+                return FALSE;
+            }
+        }
         if (attempt < dev->retries)
             wb_log(dev->inst, WB_LOG_DEBUG, "%s: FC%02u %u x %u: %s, retrying", dev->label, q->function,
                    q->address, q->count, wb_modbus_status_to_string(st));
@@ -601,6 +637,15 @@ static WbModbusDevice *pick(Port *p, gint64 now, gint64 *wake)
         }
         if (!dev->current)
             continue;
+        if (dev->abandon) {
+            finish_job(p, dev, WB_MODBUS_STATUS_CANCELLED);
+            continue;
+        }
+        if (dev->current->run_at_stop && !p->ctx && now < p->next_open) {
+            /* a last write waits for the port to come back, within its time */
+            *wake = MIN(*wake, p->next_open);
+            continue;
+        }
         if (dev->ready_at > now) {
             *wake = MIN(*wake, dev->ready_at);
             continue;
@@ -798,7 +843,7 @@ WbModbusDevice *wb_modbus_device_new(WbInstance *instance, const char *prefix, W
 
     WbModbusDevice *dev = g_new0(WbModbusDevice, 1);
     dev->ref = 1;
-    dev->inst = instance;
+    dev->inst = wb_instance_ref(instance); /* the worker logs and hands results to it */
     dev->map = wb_map_ref(map);
     dev->unit_id = wb_config_has_key(cfg, k_unit) ? (guint)wb_config_get_int(cfg, k_unit) : map->default_unit_id;
     dev->timeout = wb_config_get_duration(cfg, k_timeout);
@@ -810,8 +855,10 @@ WbModbusDevice *wb_modbus_device_new(WbInstance *instance, const char *prefix, W
     dev->label = g_strdup_printf("unit %u on %s", dev->unit_id, line.where);
     dev->health_connected = -1;
     g_queue_init(&dev->queue);
-    if (dev->unit_id == 0 && line.transport != TRANSPORT_TCP) {
-        wb_config_set_error(cfg, error, k_unit, "unit id 0 is the broadcast address, which never answers");
+    if ((dev->unit_id == 0 || dev->unit_id > 247) && line.transport != TRANSPORT_TCP) {
+        wb_config_set_error(cfg, error, k_unit, "%s", dev->unit_id ? "expected 1..247 on a serial line"
+                                                                   : "unit id 0 is the broadcast address, which "
+                                                                     "never answers");
         g_free(line.where);
         g_free(line.host);
         g_free(line.service);
@@ -827,6 +874,9 @@ WbModbusDevice *wb_modbus_device_new(WbInstance *instance, const char *prefix, W
     user->file = g_strdup(wb_config_get_file(cfg));
     user->key = g_strconcat(pre, line.transport == TRANSPORT_RTU ? "device" : "host", NULL);
     user->line = wb_config_get_key_line(cfg, user->key);
+    user->dev = dev;
+    user->wants = line;
+    user->wants.where = user->wants.host = user->wants.service = NULL;
     user->settings = line_settings(&line);
     if (!p) {
         p = g_new0(Port, 1);
@@ -893,9 +943,17 @@ void wb_modbus_device_free(WbModbusDevice *dev)
     }
     while ((dev->current || !g_queue_is_empty(&dev->queue)) && g_get_monotonic_time() < deadline)
         g_cond_wait_until(&p->done, &p->lock, deadline);
-    /* past the deadline: whatever is left is dropped */
+    /* past the deadline: whatever is left is dropped, and the job on the
+     * line ends after its request in progress (the worker must be done
+     * with the device before it leaves the port) */
     while (!g_queue_is_empty(&dev->queue))
         job_free(g_queue_pop_head(&dev->queue));
+    if (dev->current) {
+        dev->abandon = TRUE;
+        g_cond_broadcast(&p->work);
+        while (dev->current)
+            g_cond_wait(&p->done, &p->lock);
+    }
     if (dev->requests)
         wb_log(dev->inst, WB_LOG_NOTICE, "%s: %" G_GUINT64_FORMAT " requests, %" G_GUINT64_FORMAT " timeouts, %"
                G_GUINT64_FORMAT " CRC errors, %" G_GUINT64_FORMAT " exceptions, %" G_GUINT64_FORMAT " others",
@@ -903,6 +961,14 @@ void wb_modbus_device_free(WbModbusDevice *dev)
     g_ptr_array_remove(p->devices, dev);
     p->rr = 0;
     g_mutex_unlock(&p->lock);
+    /* its say in the port's settings goes with it */
+    for (guint i = 0; i < p->users->len; i++)
+        if (((PortUser *)g_ptr_array_index(p->users, i))->dev == dev)
+            g_ptr_array_remove_index(p->users, i--);
+    p->conflict = FALSE;
+    for (guint i = 1; i < p->users->len; i++)
+        p->conflict |= !line_equal(&((PortUser *)g_ptr_array_index(p->users, 0))->wants,
+                                   &((PortUser *)g_ptr_array_index(p->users, i))->wants);
     port_release(p);
     device_unref(dev);
 }
@@ -980,7 +1046,7 @@ void wb_modbus_job_set_run_at_stop(WbModbusJob *job)
     job->run_at_stop = TRUE;
 }
 
-void wb_modbus_job_submit(WbModbusJob *job, WbModbusJobFunc func, gpointer user_data)
+void wb_modbus_job_submit(WbModbusJob *job, WbModbusJobFunc func, gpointer user_data, GDestroyNotify destroy)
 {
     g_return_if_fail(job != NULL && !job->submitted);
     WbModbusDevice *dev = job->dev;
@@ -988,6 +1054,7 @@ void wb_modbus_job_submit(WbModbusJob *job, WbModbusJobFunc func, gpointer user_
     job->submitted = TRUE;
     job->func = func;
     job->user_data = user_data;
+    job->destroy = destroy;
     if (p->conflict || dev->freed) {
         /* refused at load; never reached (defensive) */
         job_free(job);

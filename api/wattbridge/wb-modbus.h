@@ -409,7 +409,8 @@ typedef enum {
     {.name = p "reopen-delay", .type = WB_OPTION_DURATION, .default_value = "5s", .min = 0.01,        \
      .max = 3600, .unit = "s", .help = "wait this long before reopening a port that failed or is missing"}, \
     {.name = p "unit-id", .type = WB_OPTION_INT, .min = 0, .max = 255,                               \
-     .help = "the device's unit id (slave address); default: the map's factory address"},            \
+     .help = "the device's unit id (slave address): 1..247 on serial lines, 0..255 over Modbus TCP; " \
+             "default: the map's factory address"},                                                  \
     {.name = p "timeout", .type = WB_OPTION_DURATION, .default_value = "500ms", .min = 0.001,         \
      .max = 60, .unit = "s", .help = "how long to wait for an answer to one request"},               \
     {.name = p "retries", .type = WB_OPTION_INT, .default_value = "1", .min = 0, .max = 10,           \
@@ -532,10 +533,12 @@ typedef void (*WbModbusJobFunc)(WbModbusJob *job, gpointer user_data);
  * @job: (transfer full): the job
  * @func: (nullable): called when it is done
  * @user_data: for @func
+ * @destroy: (nullable): frees @user_data once the job is gone, whether
+ *   @func was called or not (a cancelled job)
  *
  * Queues the job on its device's port.  Main context.  Since: 1.1
  */
-void wb_modbus_job_submit(WbModbusJob *job, WbModbusJobFunc func, gpointer user_data);
+void wb_modbus_job_submit(WbModbusJob *job, WbModbusJobFunc func, gpointer user_data, GDestroyNotify destroy);
 
 /** wb_modbus_job_get_n_requests: Returns: the number of requests. Since: 1.1 */
 guint wb_modbus_job_get_n_requests(const WbModbusJob *job);

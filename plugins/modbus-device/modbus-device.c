@@ -66,6 +66,7 @@ typedef struct {
     guint16 readback[4];
     gint64 last_write;    /* monotonic; 0: never */
     gboolean writing;
+    guint request;        /* of the write job out */
     gboolean using_fallback;
     char *why_fallback;
 } Setpoint;
@@ -312,9 +313,12 @@ static void actuate(Device *d)
         for (guint i = 0; i < regs->len; i++) {
             const WbMapRegister *reg = g_ptr_array_index(regs, i);
             guint a = wb_map_register_get_address(reg), n = wb_map_register_get_size(reg);
-            for (guint w = 0; w < n; w++)
-                if (a + w >= addr && a + w < addr + count)
+            for (guint w = 0; w < n; w++) {
+                if (a + w >= addr && a + w < addr + count) {
                     words[a + w - addr] = values[i][w];
+                    ((Setpoint *)g_ptr_array_index(which, i))->request = q;
+                }
+            }
         }
         wb_modbus_job_add_write(job, fc, addr, count, words);
     }
@@ -328,8 +332,7 @@ static void actuate(Device *d)
         wb_log(d->inst, WB_LOG_NOTICE, "writing %s = %s (the device has %s)", wb_map_register_get_name(s->reg), v,
                was);
     }
-    g_ptr_array_ref(which);
-    wb_modbus_job_submit(job, on_write_done, which);
+    wb_modbus_job_submit(job, on_write_done, g_ptr_array_ref(which), (GDestroyNotify)g_ptr_array_unref);
 }
 
 static void on_write_done(WbModbusJob *job, gpointer user_data)
@@ -343,8 +346,14 @@ static void on_write_done(WbModbusJob *job, gpointer user_data)
     for (guint q = 0; q < wb_modbus_job_get_n_requests(job); q++) {
         guint code = 0;
         WbModbusStatus st = wb_modbus_job_get_status(job, q, &code);
-        if (st != WB_MODBUS_STATUS_OK && which->len) {
-            Setpoint *s = g_ptr_array_index(which, 0);
+        if (st == WB_MODBUS_STATUS_OK)
+            continue;
+        /* the requests are the write plan's, in the order it made them: the
+         * registers of this one are those it covers */
+        for (guint i = 0; i < which->len; i++) {
+            Setpoint *s = g_ptr_array_index(which, i);
+            if (s->request != q)
+                continue;
             if (st == WB_MODBUS_STATUS_EXCEPTION)
                 wb_log(s->dev->inst, WB_LOG_ERROR, "writing %s failed: exception %u", wb_map_register_get_name(s->reg),
                        code);
@@ -353,7 +362,6 @@ static void on_write_done(WbModbusJob *job, gpointer user_data)
                        wb_modbus_status_to_string(st));
         }
     }
-    g_ptr_array_unref(which);
 }
 
 static void on_setpoint(const WbPoint *point, WbPointState state, gpointer user_data)
@@ -436,7 +444,7 @@ static void poll_group(Group *g)
     wb_modbus_job_add_read_plan(job, g->plan);
     g->busy = TRUE;
     g->submitted = g_get_monotonic_time();
-    wb_modbus_job_submit(job, on_read_done, g);
+    wb_modbus_job_submit(job, on_read_done, g, NULL);
 }
 
 static void on_timer(gpointer user_data)
@@ -493,14 +501,16 @@ static gboolean add_read(Device *d, int group, const char *key, const WbMapRegis
         g_free(r.point);
         r.point = ch ? g_strdup_printf("%s/%s", ch, other) : g_strdup(other);
     }
-    const char *before = g_hash_table_lookup(names, r.point);
-    if (before) {
-        wb_config_set_error(d->config, error, key, "%s and %s would both publish %s/%s; read one of them", before,
-                            wb_map_register_get_name(reg), wb_instance_get_name(d->inst), r.point);
+    const WbMapRegister *before = g_hash_table_lookup(names, r.point);
+    if (before && before != reg) {
+        wb_config_set_error(d->config, error, key, "%s and %s would both publish %s/%s; read one of them",
+                            wb_map_register_get_name(before), wb_map_register_get_name(reg),
+                            wb_instance_get_name(d->inst), r.point);
         g_free(r.point);
         return FALSE;
     }
-    g_hash_table_insert(names, g_strdup(r.point), (gpointer)wb_map_register_get_name(reg));
+    /* (the same register in two groups, a setpoint's read-back, is fine) */
+    g_hash_table_insert(names, g_strdup(r.point), (gpointer)reg);
     g_array_append_val(g->reads, r);
     return TRUE;
 }
@@ -705,7 +715,9 @@ static void device_stop(gpointer state)
             Setpoint *s = g_ptr_array_index(d->setpoints, i);
             guint16 words[4] = {0};
             wb_map_register_encode(s->reg, s->fallback, words, NULL);
-            if (s->have_readback && memcmp(words, s->readback, wb_map_register_get_size(s->reg) * 2) == 0) {
+            /* (a write in flight may change it: then the fallback goes too) */
+            if (!s->writing && s->have_readback &&
+                memcmp(words, s->readback, wb_map_register_get_size(s->reg) * 2) == 0) {
                 g_autofree char *fb = value_text(s->reg, s->fallback);
                 wb_log(d->inst, WB_LOG_NOTICE, "stopping: %s already holds its fallback %s",
                        wb_map_register_get_name(s->reg), fb);
@@ -719,7 +731,7 @@ static void device_stop(gpointer state)
                 wb_modbus_job_add_write(job, fc, addr, count, words + (addr - wb_map_register_get_address(s->reg)));
             }
             wb_modbus_job_set_run_at_stop(job);
-            wb_modbus_job_submit(job, NULL, NULL);
+            wb_modbus_job_submit(job, NULL, NULL, NULL);
             g_autofree char *fb = value_text(s->reg, s->fallback);
             wb_log(d->inst, WB_LOG_NOTICE, "stopping: writing the fallback %s = %s", wb_map_register_get_name(s->reg),
                    fb);

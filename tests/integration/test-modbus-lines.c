@@ -135,7 +135,7 @@ static void test_bulk_write(void)
                             "point.a = 1111\npoint.b = 2222\npoint.c = 123456\n"));
     g_free(wbt_scratch_conf(s, "20-dev.conf",
                             "[dev]\nplugin = modbus-device\ndevice = %s\nunit-id = 1\nmap = %s\nrole = grid\n"
-                            "fast = h0\nfast-interval = 200ms\ntrace = true\nmax-age = 5s\n"
+                            "fast = h0\nfast-interval = 200ms\nslow = h1; h3\ntrace = true\nmax-age = 5s\n"
                             "setpoint.h1 = ctl/a\nfallback.h1 = 1111\n"
                             "setpoint.h2 = ctl/b\nfallback.h2 = 2222\n"
                             "setpoint.h4 = ctl/c\nfallback.h4 = 123456\n",
