@@ -6,6 +6,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 static char **opt_config_dirs;
 static char **opt_plugin_dirs;
@@ -182,9 +185,46 @@ static gboolean on_quit_signal(gpointer user_data)
     return G_SOURCE_CONTINUE;
 }
 
+/* ---- systemd: readiness, watchdog, reload and stop --------------------------- */
+
+/* Tells the service manager @state ("READY=1", "STOPPING=1", ...) when it
+ * runs us as Type=notify; nothing otherwise. */
+static void notify(const char *state)
+{
+#ifdef HAVE_SYSTEMD
+    sd_notify(0, state);
+#else
+    (void)state;
+#endif
+}
+
+/* WatchdogSec: pinged from a main-loop timer at half the interval, so a
+ * main loop that blocks (a plugin that waits on the network) stops the pings
+ * and systemd restarts the daemon. */
+static gboolean on_watchdog(gpointer user_data)
+{
+    notify("WATCHDOG=1");
+    return G_SOURCE_CONTINUE;
+}
+
+static guint watchdog_start(void)
+{
+#ifdef HAVE_SYSTEMD
+    guint64 usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+        wb_log(NULL, WB_LOG_INFO, "pinging the systemd watchdog every %.3g s", (double)usec / 2e6);
+        return g_timeout_add((guint)MAX(usec / 2000, 1), on_watchdog, NULL);
+    }
+#endif
+    return 0;
+}
+
 static gboolean on_hangup(gpointer user_data)
 {
-    wb_log(NULL, WB_LOG_NOTICE, "SIGHUP: reloading the configuration is not supported yet; restart the daemon");
+    WbDaemon *daemon = user_data;
+    notify("RELOADING=1");
+    wb_daemon_reload(daemon);
+    notify("READY=1");
     return G_SOURCE_CONTINUE;
 }
 
@@ -206,7 +246,7 @@ static int run_daemon(const WbDaemonSettings *settings, const char *const *confi
     guint sources[] = {
         g_unix_signal_add(SIGTERM, on_quit_signal, loop),
         g_unix_signal_add(SIGINT, on_quit_signal, loop),
-        g_unix_signal_add(SIGHUP, on_hangup, NULL),
+        g_unix_signal_add(SIGHUP, on_hangup, daemon),
     };
     signal(SIGPIPE, SIG_IGN);
 
@@ -219,7 +259,14 @@ static int run_daemon(const WbDaemonSettings *settings, const char *const *confi
     } else {
         wb_log(NULL, WB_LOG_NOTICE, "wattbridge %s running %u instance%s%s", WB_VERSION, running,
                running == 1 ? "" : "s", problems ? " (some were disabled by errors, see above)" : "");
+        g_autofree char *ready = g_strdup_printf("READY=1\nSTATUS=running %u instance%s", running,
+                                                 running == 1 ? "" : "s");
+        notify(ready);
+        guint watchdog = watchdog_start();
         g_main_loop_run(loop);
+        notify("STOPPING=1");
+        if (watchdog)
+            g_source_remove(watchdog);
     }
     wb_daemon_free(daemon);
     for (gsize i = 0; i < G_N_ELEMENTS(sources); i++)

@@ -2,6 +2,9 @@
  * and measures its own main-loop lag. */
 #include "wb-instance.h"
 
+#include <glib/gstdio.h>
+#include <sys/stat.h>
+
 #define LAG_PUBLISH_US G_USEC_PER_SEC
 
 struct _WbDaemon {
@@ -137,119 +140,288 @@ static void instance_destroy(WbInstance *inst)
     wb_instance_unref(inst);
 }
 
-guint wb_daemon_load(WbDaemon *d, gboolean check_only, GString *report)
+/* What makes an instance "the same" across a reload: its file, its plugin
+ * and every key and value as written. */
+static char *section_fingerprint(const WbConfdSection *s)
+{
+    GString *f = g_string_new(s->file);
+    for (guint i = 0; i < s->keys->len; i++) {
+        const char *key = g_ptr_array_index(s->keys, i);
+        g_autofree char *value = s->keyfile ? g_key_file_get_value(s->keyfile, s->name, key, NULL) : NULL;
+        g_string_append_printf(f, "\n%s=%s", key, value ? value : "");
+    }
+    return g_string_free(f, FALSE);
+}
+
+/* A password in a file everyone may read is no secret: say so (the
+ * packaged service reads conf.d as root or its own user). */
+static void warn_exposed_secrets(const WbConfdSection *s, const WbPlugin *plugin, const WbConfig *config)
+{
+    for (const WbOptionSpec *spec = plugin->options; spec->name; spec++) {
+        if (!(spec->flags & WB_OPTION_SECRET) || (spec->flags & WB_OPTION_FAMILY) || !wb_config_has_key(config, spec->name))
+            continue;
+        GStatBuf st;
+        if (g_stat(s->file, &st) == 0 && (st.st_mode & S_IROTH))
+            wb_log(NULL, WB_LOG_WARNING, "%s:%d: [%s] %s is a secret, but everyone may read this file; make it "
+                   "readable by root and the service user only (chmod 640, group wattbridge)", s->file,
+                   GPOINTER_TO_INT(g_hash_table_lookup(s->key_lines, spec->name)), s->name, spec->name);
+        return;
+    }
+}
+
+/* Validates @s and creates its instance (not started).  NULL when it is
+ * broken (reported), or disabled (skipped unless @check_only). */
+static WbInstance *create_section(WbDaemon *d, WbConfdSection *s, gboolean check_only, GString *report,
+                                  guint *problems, gboolean *disabled_out)
+{
+    g_autoptr(GError) error = NULL;
+    *disabled_out = FALSE;
+    if (s->broken) {
+        if (report)
+            g_string_append_printf(report, "[%s] %s: not run (errors above)\n", s->name, s->file);
+        return NULL;
+    }
+    gboolean disabled = wb_confd_section_disabled(s);
+    *disabled_out = disabled;
+    if (disabled && !check_only) {
+        wb_log(NULL, WB_LOG_INFO, "%s:%d: [%s] skipped (enabled = false)", s->file, s->line, s->name);
+        return NULL;
+    }
+    g_autofree char *plugin_name = NULL;
+    if (g_hash_table_contains(s->key_lines, WB_KEY_PLUGIN))
+        plugin_name = g_strstrip(g_key_file_get_string(s->keyfile, s->name, WB_KEY_PLUGIN, NULL));
+    if (!plugin_name || !*plugin_name) {
+        g_autofree char *msg = g_strdup_printf("%s:%d: [%s] missing required key 'plugin' (the plugin this "
+                                               "instance uses, see wattbridge --list-plugins)",
+                                               s->file, s->line, s->name);
+        report_problem(report, msg);
+        (*problems)++;
+        return NULL;
+    }
+    WbPlugin *plugin = get_plugin(d, plugin_name, &error);
+    if (!plugin) {
+        int line = GPOINTER_TO_INT(g_hash_table_lookup(s->key_lines, WB_KEY_PLUGIN));
+        g_autofree char *msg = g_strdup_printf("%s:%d: [%s] plugin: %s", s->file, line, s->name, error->message);
+        report_problem(report, msg);
+        (*problems)++;
+        return NULL;
+    }
+    WbConfig *config = wb_config_new(s, plugin->options, &error);
+    if (!config) {
+        report_problem(report, error->message);
+        (*problems)++;
+        return NULL;
+    }
+    warn_exposed_secrets(s, plugin, config);
+    WbInstance *inst = wb_instance_new(d, plugin, s->name, config);
+    inst->fingerprint = section_fingerprint(s);
+    if (!plugin->ops.create(inst, config, &inst->state, &error)) {
+        g_autofree char *msg = g_strdup_printf("[%s] %s", s->name, error ? error->message : "create failed (no reason given)");
+        report_problem(report, msg);
+        (*problems)++;
+        instance_destroy(inst);
+        return NULL;
+    }
+    inst->created = TRUE;
+    return inst;
+}
+
+/* Instances that share a Modbus port must agree on its settings: all of
+ * them are refused otherwise.  Removes them from @created (destroying
+ * them unless @keep_for_check, where they are only marked: @refused). */
+static guint refuse_port_conflicts(WbDaemon *d, GPtrArray *created, GString *report, GHashTable *refused)
 {
     guint problems = 0;
-    /* with check_only, the created instances wait here for the checks that
-     * need all of them (shared Modbus ports), then go */
-    g_autoptr(GPtrArray) checked = g_ptr_array_new();
-    g_autoptr(GPtrArray) checked_lines = g_ptr_array_new_with_free_func(g_free);
-
-    g_return_val_if_fail(d->confd == NULL, 1);
-    d->confd = wb_confd_load((const char *const *)d->config_dirs);
-    for (guint i = 0; i < d->confd->errors->len; i++) {
-        report_problem(report, g_ptr_array_index(d->confd->errors, i));
+    g_autoptr(GPtrArray) conflicts = wb_modbus_ports_conflicts(d->ports);
+    for (guint k = 0; k + 1 < conflicts->len; k += 2) {
+        const char *name = g_ptr_array_index(conflicts, k);
+        report_problem(report, g_ptr_array_index(conflicts, k + 1));
         problems++;
+        if (refused) {
+            g_hash_table_add(refused, g_strdup(name));
+            continue;
+        }
+        for (guint i = 0; i < created->len; i++) {
+            WbInstance *inst = g_ptr_array_index(created, i);
+            if (strcmp(inst->name, name) == 0) {
+                g_ptr_array_remove_index(created, i);
+                instance_destroy(inst);
+                break;
+            }
+        }
     }
-    for (guint i = 0; i < d->confd->masked->len; i++) {
-        const char *path = g_ptr_array_index(d->confd->masked, i);
+    return problems;
+}
+
+static void report_confd(WbDaemon *d, WbConfd *confd, GString *report, guint *problems)
+{
+    for (guint i = 0; i < confd->errors->len; i++) {
+        report_problem(report, g_ptr_array_index(confd->errors, i));
+        (*problems)++;
+    }
+    for (guint i = 0; i < confd->masked->len; i++) {
+        const char *path = g_ptr_array_index(confd->masked, i);
         wb_log(NULL, WB_LOG_INFO, "%s is masked (a link to /dev/null)", path);
         if (report)
             g_string_append_printf(report, "masked: %s\n", path);
     }
-    if (report && d->confd->sections->len == 0 && d->confd->errors->len == 0) {
+    if (report && confd->sections->len == 0 && confd->errors->len == 0) {
         g_autofree char *dirs = g_strjoinv(", ", d->config_dirs);
         g_string_append_printf(report, "no instances configured in %s\n", dirs);
     }
+}
 
+guint wb_daemon_load(WbDaemon *d, gboolean check_only, GString *report)
+{
+    guint problems = 0;
+    g_return_val_if_fail(d->confd == NULL, 1);
+    d->confd = wb_confd_load((const char *const *)d->config_dirs);
+    report_confd(d, d->confd, report, &problems);
+
+    /* with check_only, the created instances wait for the checks that need
+     * all of them (shared Modbus ports), then go */
+    g_autoptr(GPtrArray) checked = g_ptr_array_new();
+    g_autoptr(GPtrArray) checked_lines = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; i < d->confd->sections->len; i++) {
         WbConfdSection *s = g_ptr_array_index(d->confd->sections, i);
-        g_autoptr(GError) error = NULL;
-
-        if (s->broken) {
-            if (report)
-                g_string_append_printf(report, "[%s] %s: not run (errors above)\n", s->name, s->file);
+        gboolean disabled;
+        WbInstance *inst = create_section(d, s, check_only, report, &problems, &disabled);
+        if (!inst)
             continue;
-        }
-        gboolean disabled = wb_confd_section_disabled(s);
-        if (disabled && !check_only) {
-            wb_log(NULL, WB_LOG_INFO, "%s:%d: [%s] skipped (enabled = false)", s->file, s->line, s->name);
-            continue;
-        }
-        g_autofree char *plugin_name = NULL;
-        if (g_hash_table_contains(s->key_lines, WB_KEY_PLUGIN))
-            plugin_name = g_strstrip(g_key_file_get_string(s->keyfile, s->name, WB_KEY_PLUGIN, NULL));
-        if (!plugin_name || !*plugin_name) {
-            g_autofree char *msg = g_strdup_printf("%s:%d: [%s] missing required key 'plugin' (the plugin this "
-                                                   "instance uses, see wattbridge --list-plugins)",
-                                                   s->file, s->line, s->name);
-            report_problem(report, msg);
-            problems++;
-            continue;
-        }
-        WbPlugin *plugin = get_plugin(d, plugin_name, &error);
-        if (!plugin) {
-            int line = GPOINTER_TO_INT(g_hash_table_lookup(s->key_lines, WB_KEY_PLUGIN));
-            g_autofree char *msg = g_strdup_printf("%s:%d: [%s] plugin: %s", s->file, line, s->name, error->message);
-            report_problem(report, msg);
-            problems++;
-            continue;
-        }
-        WbConfig *config = wb_config_new(s, plugin->options, &error);
-        if (!config) {
-            report_problem(report, error->message);
-            problems++;
-            continue;
-        }
-        WbInstance *inst = wb_instance_new(d, plugin, s->name, config);
-        if (!plugin->ops.create(inst, config, &inst->state, &error)) {
-            g_autofree char *msg = g_strdup_printf("[%s] %s", s->name, error ? error->message : "create failed (no reason given)");
-            report_problem(report, msg);
-            problems++;
-            instance_destroy(inst);
-            continue;
-        }
-        inst->created = TRUE;
         if (check_only) {
             g_ptr_array_add(checked, inst);
             g_ptr_array_add(checked_lines,
-                            g_strdup_printf("[%s] %s: plugin %s %s, %s\n", s->name, s->file, plugin->name,
-                                            plugin->desc.version,
+                            g_strdup_printf("[%s] %s: plugin %s %s, %s\n", s->name, s->file, inst->plugin->name,
+                                            inst->plugin->desc.version,
                                             disabled ? "valid but disabled (enabled = false)" : "would run"));
             continue;
         }
         g_ptr_array_add(d->instances, inst);
     }
 
-    /* instances that share a Modbus port must agree on its settings: all of
-     * them are refused otherwise */
-    GPtrArray *created = check_only ? checked : d->instances;
-    g_autoptr(GPtrArray) conflicts = wb_modbus_ports_conflicts(d->ports);
-    for (guint k = 0; k + 1 < conflicts->len; k += 2) {
-        const char *name = g_ptr_array_index(conflicts, k);
-        report_problem(report, g_ptr_array_index(conflicts, k + 1));
-        problems++;
-        for (guint i = 0; i < created->len; i++) {
-            WbInstance *inst = g_ptr_array_index(created, i);
-            if (strcmp(inst->name, name) != 0)
-                continue;
-            if (check_only) {
-                g_free(g_ptr_array_index(checked_lines, i));
-                g_ptr_array_index(checked_lines, i) = NULL;
-            } else {
-                g_ptr_array_remove_index(created, i);
-                instance_destroy(inst);
-            }
-            break;
+    if (check_only) {
+        g_autoptr(GHashTable) refused = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        problems += refuse_port_conflicts(d, checked, report, refused);
+        for (guint i = 0; i < checked->len; i++) {
+            WbInstance *inst = g_ptr_array_index(checked, i);
+            if (report && !g_hash_table_contains(refused, inst->name))
+                g_string_append(report, g_ptr_array_index(checked_lines, i));
+            instance_destroy(inst);
         }
-    }
-    for (guint i = 0; i < checked->len; i++) {
-        const char *line = g_ptr_array_index(checked_lines, i);
-        if (report && line)
-            g_string_append(report, line);
-        instance_destroy(g_ptr_array_index(checked, i));
+    } else {
+        problems += refuse_port_conflicts(d, d->instances, report, NULL);
     }
     return problems;
+}
+
+static WbInstance *find_instance(GPtrArray *instances, const char *name)
+{
+    for (guint i = 0; i < instances->len; i++) {
+        WbInstance *inst = g_ptr_array_index(instances, i);
+        if (strcmp(inst->name, name) == 0)
+            return inst;
+    }
+    return NULL;
+}
+
+static gboolean start_instance(WbInstance *inst)
+{
+    g_autoptr(GError) error = NULL;
+    wb_instance_set_running(inst, TRUE);
+    inst->started = TRUE;
+    if (!inst->plugin->ops.start(inst->state, &error)) {
+        wb_log(inst, WB_LOG_ERROR, "failed to start: %s; the instance is disabled",
+               error ? error->message : "(no reason given)");
+        return FALSE;
+    }
+    wb_log(inst, WB_LOG_INFO, "started (plugin %s %s)", inst->plugin->name, inst->plugin->desc.version);
+    return TRUE;
+}
+
+guint wb_daemon_reload(WbDaemon *d)
+{
+    g_autofree char *dirs = g_strjoinv(", ", d->config_dirs);
+    wb_log(NULL, WB_LOG_NOTICE, "reloading the configuration from %s", dirs);
+
+    /* 1. the new configuration, validated on its own: every instance
+     * created (nothing opened) in a daemon of its own */
+    WbDaemonSettings settings = {
+        .config_dirs = (const char *const *)d->config_dirs,
+        .plugin_dirs = (const char *const *)d->plugin_dirs,
+        .data_dirs = (const char *const *)d->data_dirs,
+        .state_dir = d->state_dir,
+        .lag_interval_ms = d->lag_interval_ms,
+    };
+    WbDaemon *check = wb_daemon_new(&settings);
+    guint problems = wb_daemon_load(check, TRUE, NULL);
+    wb_daemon_free(check);
+    if (problems) {
+        wb_log(NULL, WB_LOG_ERROR, "the new configuration has %u error%s (above); still running the old one",
+               problems, problems == 1 ? "" : "s");
+        return 0;
+    }
+
+    /* 2. what changed: an instance keeps running when its section is the
+     * same, word for word */
+    WbConfd *confd = wb_confd_load((const char *const *)d->config_dirs);
+    g_autoptr(GHashTable) wanted = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free); /* name -> fingerprint */
+    for (guint i = 0; i < confd->sections->len; i++) {
+        WbConfdSection *s = g_ptr_array_index(confd->sections, i);
+        if (!s->broken && !wb_confd_section_disabled(s))
+            g_hash_table_insert(wanted, s->name, section_fingerprint(s));
+    }
+    guint stopped = 0, kept = 0, started = 0;
+    for (guint i = d->instances->len; i-- > 0;) {
+        WbInstance *inst = g_ptr_array_index(d->instances, i);
+        const char *fp = g_hash_table_lookup(wanted, inst->name);
+        if (fp && g_strcmp0(fp, inst->fingerprint) == 0)
+            continue;
+        g_ptr_array_remove_index(d->instances, i);
+        g_autofree char *name = g_strdup(inst->name);
+        instance_destroy(inst);
+        wb_log(NULL, WB_LOG_NOTICE, "[%s] stopped (%s)", name, fp ? "its configuration changed" : "removed");
+        stopped++;
+    }
+
+    /* 3. the new and changed ones, in file order; the others stay as they run */
+    g_autoptr(GPtrArray) ordered = g_ptr_array_new();
+    g_autoptr(GPtrArray) fresh = g_ptr_array_new();
+    problems = 0;
+    for (guint i = 0; i < confd->sections->len; i++) {
+        WbConfdSection *s = g_ptr_array_index(confd->sections, i);
+        WbInstance *inst = find_instance(d->instances, s->name);
+        if (inst) {
+            g_ptr_array_add(ordered, inst);
+            kept++;
+            continue;
+        }
+        gboolean disabled;
+        inst = create_section(d, s, FALSE, NULL, &problems, &disabled);
+        if (!inst)
+            continue;
+        g_ptr_array_add(ordered, inst);
+        g_ptr_array_add(fresh, inst);
+    }
+    g_ptr_array_set_size(d->instances, 0);
+    g_ptr_array_extend_and_steal(d->instances, g_steal_pointer(&ordered));
+    ordered = NULL;
+    problems += refuse_port_conflicts(d, d->instances, NULL, NULL);
+    for (guint i = 0; i < fresh->len; i++) {
+        WbInstance *inst = g_ptr_array_index(fresh, i);
+        if (!find_instance(d->instances, inst->name))
+            continue; /* refused above */
+        if (start_instance(inst)) {
+            started++;
+            continue;
+        }
+        g_ptr_array_remove(d->instances, inst);
+        instance_destroy(inst);
+    }
+    wb_confd_free(d->confd);
+    d->confd = confd;
+    wb_log(NULL, WB_LOG_NOTICE, "reloaded: %u instance%s unchanged, %u stopped, %u started", kept,
+           kept == 1 ? "" : "s", stopped, started);
+    return started;
 }
 
 static gboolean lag_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
@@ -301,17 +473,11 @@ guint wb_daemon_start(WbDaemon *d)
     guint running = 0;
     for (guint i = 0; i < d->instances->len;) {
         WbInstance *inst = g_ptr_array_index(d->instances, i);
-        g_autoptr(GError) error = NULL;
-        wb_instance_set_running(inst, TRUE);
-        inst->started = TRUE;
-        if (!inst->plugin->ops.start(inst->state, &error)) {
-            wb_log(inst, WB_LOG_ERROR, "failed to start: %s; the instance is disabled",
-                   error ? error->message : "(no reason given)");
+        if (!start_instance(inst)) {
             g_ptr_array_remove_index(d->instances, i);
             instance_destroy(inst);
             continue;
         }
-        wb_log(inst, WB_LOG_INFO, "started (plugin %s %s)", inst->plugin->name, inst->plugin->desc.version);
         running++;
         i++;
     }

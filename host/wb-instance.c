@@ -40,6 +40,7 @@ void wb_instance_unref(WbInstance *inst)
     g_assert(inst->cleanups == NULL);
     g_free(inst->name);
     g_free(inst->state_dir);
+    g_free(inst->fingerprint);
     wb_config_free(inst->config);
     g_free(inst);
 }

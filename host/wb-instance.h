@@ -14,6 +14,7 @@ struct _WbInstance {
     gboolean started;
     gint running;         /* atomic: set while started and not stopping */
     char *state_dir;
+    char *fingerprint;    /* its conf.d section, to tell a changed one on reload */
     GList *cleanups;      /* Cleanup*, newest first */
 };
 

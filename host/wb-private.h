@@ -160,6 +160,12 @@ void wb_daemon_free(WbDaemon *daemon);
 guint wb_daemon_load(WbDaemon *daemon, gboolean check_only, GString *report);
 /* Starts the created instances; returns how many run. */
 guint wb_daemon_start(WbDaemon *daemon);
+/* SIGHUP: re-reads conf.d.  When the new configuration validates (checked
+ * in a daemon of its own first), stops the instances whose section is gone
+ * or changed, and creates and starts the new and changed ones; the others
+ * keep running without a gap.  Otherwise logs why and changes nothing.
+ * Returns how many instances it started. */
+guint wb_daemon_reload(WbDaemon *daemon);
 /* Stops and destroys every instance, last started first. */
 void wb_daemon_stop(WbDaemon *daemon);
 WbPointStore *wb_daemon_get_points(WbDaemon *daemon);
