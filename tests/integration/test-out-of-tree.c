@@ -1,7 +1,7 @@
 /* Integration: a third party's plugin.
  *
  * Installs this build into a scratch tree (meson install --destdir), builds
- * tests/out-of-tree/hello.c against that tree with nothing but
+ * api/examples/hello/hello.c (the SDK example) against that tree with nothing but
  * "pkg-config wattbridge-plugin" (PKG_CONFIG_SYSROOT_DIR pointing at the
  * tree), starts the installed daemon with the plugin's directory as
  * --plugin-dir, and reads the point the plugin publishes through the
@@ -96,7 +96,7 @@ static void test_out_of_tree(void)
 
     g_autofree char *outdir = g_build_filename(dir, "plugins", NULL);
     g_mkdir_with_parents(outdir, 0755);
-    g_autofree char *source = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "tests", "out-of-tree", "hello.c", NULL);
+    g_autofree char *source = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "api", "examples", "hello", "hello.c", NULL);
     g_autofree char *cmd = g_strdup_printf("cc -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -fPIC -shared "
                                            "-fvisibility=hidden -o %s/hello.so %s %s -Wl,-z,defs "
                                            "-Wl,--version-script=%s",

@@ -1,6 +1,7 @@
-/* An out-of-tree plugin: built by the out-of-tree test against an
- * installed wattbridge, with nothing but
+/* An out-of-tree plugin, the SDK example: built by the out-of-tree test
+ * and by CI against an installed wattbridge, with nothing but
  *   pkg-config --cflags --libs wattbridge-plugin
+ * (meson.build next to this file does the same with meson).
  * It publishes "<instance>/power" (the "power" option, in W) when it
  * starts and then every "interval". */
 #include <wattbridge/plugin.h>
