@@ -432,6 +432,58 @@ char *wbt_daemon_stop_log(WbtDaemon *d)
     return log;
 }
 
+/* ---- D-Bus ------------------------------------------------------------------ */
+
+WbtDbus *wbt_dbus_start(void)
+{
+    const char *argv[] = {"dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1", NULL};
+    WbtDbus *bus = g_new0(WbtDbus, 1);
+    bus->proc = wbt_spawn(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+    g_autoptr(GDataInputStream) in = g_data_input_stream_new(g_subprocess_get_stdout_pipe(bus->proc));
+    GError *error = NULL;
+    bus->address = g_data_input_stream_read_line(in, NULL, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_nonnull(bus->address);
+    g_strstrip(bus->address);
+    return bus;
+}
+
+void wbt_dbus_stop(WbtDbus *bus)
+{
+    if (!bus)
+        return;
+    g_subprocess_send_signal(bus->proc, SIGTERM);
+    wait_for(bus->proc, 5000);
+    g_object_unref(bus->proc);
+    g_free(bus->address);
+    g_free(bus);
+}
+
+char *wbt_gdbus_call(WbtDbus *bus, const char *dest, const char *path, const char *method, const char *const *args,
+                     char **error_out)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    const char *fixed[] = {"gdbus", "call", "--address", bus->address, "--dest", dest, "--object-path", path,
+                           "--method", method, "--timeout", "5", NULL};
+    for (int i = 0; fixed[i]; i++)
+        g_ptr_array_add(argv, (char *)fixed[i]);
+    for (int i = 0; args && args[i]; i++)
+        g_ptr_array_add(argv, (char *)args[i]);
+    g_ptr_array_add(argv, NULL);
+    char *out = NULL, *err = NULL;
+    int status = wbt_run((const char *const *)argv->pdata, 10000, &out, &err);
+    if (status != 0) {
+        if (error_out)
+            *error_out = g_strstrip(err);
+        else
+            g_free(err);
+        g_free(out);
+        return NULL;
+    }
+    g_free(err);
+    return g_strstrip(out);
+}
+
 /* ---- mbpoll ------------------------------------------------------------- */
 
 void wbt_read_free(WbtRead *r)

@@ -152,6 +152,22 @@ WbtRepeater *wbt_repeat(WbtBroker *b, const char *topic, const char *payload, gu
 void wbt_repeater_set_payload(WbtRepeater *r, const char *payload);
 void wbt_repeater_stop(WbtRepeater *r);
 
+/* ---- D-Bus ------------------------------------------------------------------ */
+
+/* A private bus: dbus-daemon --session on a socket of its own. */
+typedef struct {
+    GSubprocess *proc;
+    char *address;
+} WbtDbus;
+
+WbtDbus *wbt_dbus_start(void);
+void wbt_dbus_stop(WbtDbus *bus);
+/* gdbus call --address ... --dest @dest --object-path @path --method
+ * @method [@args...]: its output (GVariant text, e.g. "(<1500.0>,)"), or
+ * NULL when it fails (the error in @error_out when given). */
+char *wbt_gdbus_call(WbtDbus *bus, const char *dest, const char *path, const char *method, const char *const *args,
+                     char **error_out);
+
 /* ---- serial lines --------------------------------------------------------- */
 
 typedef struct {
