@@ -19,14 +19,12 @@
  * points; a point older than max-age makes its path invalid, and the
  * service reports /Connected = 0 when none is fresh.  A short gap never
  * shows 0 W: the last value stays until max-age. */
-#include <wattbridge/plugin.h>
+#include "venus-bus.h"
 
-#include <gio/gio.h>
 #include <math.h>
 
 enum { T_GRID, T_PVINVERTER, T_ACLOAD, T_DCLOAD, T_DCSYSTEM, T_BATTERY };
 static const char *const type_names[] = {"grid", "pvinverter", "acload", "dcload", "dcsystem", "battery", NULL};
-static const char *const bus_names[] = {"auto", "system", "session", NULL};
 
 /* The paths each type wires by default, from <source>/<point>: Venus's
  * units and signs are DESIGN.md's (grid > 0 import, PV > 0 production,
@@ -113,7 +111,7 @@ typedef struct {
     char *service;        /* com.victronenergy.<type>.<name> */
     char *unique_id;      /* for /Settings/Devices/<id> */
     int device_instance;  /* from the config until settings answer */
-    GBusType bus;
+    VenusBus bus;
     gint64 max_age;
     gint64 settings_timeout;
     gint64 reconnect_delay;
@@ -192,9 +190,7 @@ static const WbOptionSpec options[] = {
      .help = "A writable path with DEFAULT; MIN; MAX (integers for an integer path), e.g. "
              "setting./Settings/MaxFeedIn = 3000; 0; 10000: published as the point <instance>/Settings/MaxFeedIn "
              "and kept in com.victronenergy.settings"},
-    {.name = "dbus", .type = WB_OPTION_ENUM, .default_value = "auto", .values = bus_names,
-     .help = "auto: the session bus when DBUS_SESSION_BUS_ADDRESS is set, else the system bus (as Victron's "
-             "own services decide)"},
+    VENUS_BUS_OPTIONS,
     {.name = "device-instance", .type = WB_OPTION_INT, .default_value = "40", .min = 0, .max = 1023,
      .help = "The VRM instance asked of com.victronenergy.settings (it gives the first free one from here), and "
              "used as it is when that service is not there"},
@@ -211,8 +207,6 @@ static const WbOptionSpec options[] = {
      .help = "How old a point may get before its path is invalid; with none fresh, /Connected is 0"},
     {.name = "settings-timeout", .type = WB_OPTION_DURATION, .default_value = "10s", .min = 0, .max = 600,
      .unit = "s", .help = "How long to wait for com.victronenergy.settings before registering without it"},
-    {.name = "reconnect-delay", .type = WB_OPTION_DURATION, .default_value = "5s", .min = 0.05, .max = 3600,
-     .unit = "s", .help = "Wait this long before connecting to the bus again after it went away"},
     {NULL},
 };
 
@@ -748,8 +742,8 @@ static void on_connected(GObject *source, GAsyncResult *res, gpointer user_data)
     if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         return;
     if (!conn) {
-        wb_log_ratelimited(s->inst, WB_LOG_ERROR, "connect", "cannot connect to the D-Bus %s bus: %s; trying "
-                           "again every %.3g s", s->bus == G_BUS_TYPE_SYSTEM ? "system" : "session", error->message,
+        wb_log_ratelimited(s->inst, WB_LOG_ERROR, "connect", "cannot connect to the %s: %s; trying again every "
+                           "%.3g s", s->bus.label, error->message,
                            (double)s->reconnect_delay / G_USEC_PER_SEC);
         s->reconnect_timer = g_timeout_add((guint)(s->reconnect_delay / 1000), on_reconnect, s);
         return;
@@ -773,17 +767,10 @@ static void on_connected(GObject *source, GAsyncResult *res, gpointer user_data)
 static void connect_bus(Svc *s)
 {
     g_autoptr(GError) error = NULL;
-    g_autofree char *address = g_dbus_address_get_for_bus_sync(s->bus, s->cancel, &error);
-    if (!address) {
-        wb_log_ratelimited(s->inst, WB_LOG_ERROR, "address", "no D-Bus %s bus address: %s",
-                           s->bus == G_BUS_TYPE_SYSTEM ? "system" : "session", error->message);
+    if (!venus_bus_connect(&s->bus, s->cancel, on_connected, s, &error)) {
+        wb_log_ratelimited(s->inst, WB_LOG_ERROR, "address", "no %s address: %s", s->bus.label, error->message);
         s->reconnect_timer = g_timeout_add((guint)(s->reconnect_delay / 1000), on_reconnect, s);
-        return;
     }
-    g_dbus_connection_new_for_address(address,
-                                      G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
-                                          G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
-                                      NULL, s->cancel, on_connected, s);
 }
 
 /* ---- points ------------------------------------------------------------------------------ */
@@ -840,6 +827,7 @@ static void svc_free(Svc *s)
         g_array_unref(s->node_regs);
     g_free(s->service);
     g_free(s->unique_id);
+    venus_bus_clear(&s->bus);
     g_free(s);
 }
 
@@ -877,10 +865,7 @@ static gboolean svc_create(WbInstance *instance, const WbConfig *config, gpointe
     s->settings_timeout = wb_config_get_duration(config, "settings-timeout");
     s->reconnect_delay = wb_config_get_duration(config, "reconnect-delay");
     s->device_instance = (int)wb_config_get_int(config, "device-instance");
-    int bus = wb_config_get_enum(config, "dbus");
-    s->bus = bus == 1 ? G_BUS_TYPE_SYSTEM
-           : bus == 2 ? G_BUS_TYPE_SESSION
-           : (g_getenv("DBUS_SESSION_BUS_ADDRESS") ? G_BUS_TYPE_SESSION : G_BUS_TYPE_SYSTEM);
+    venus_bus_init(&s->bus, config);
     const char *name = wb_config_get_string(config, "name");
     g_autofree char *suffix = sanitise(name ? name : wb_instance_get_name(instance));
     s->service = g_strdup_printf("com.victronenergy.%s.%s", type_names[s->type], suffix);

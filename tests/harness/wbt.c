@@ -345,6 +345,29 @@ static GPtrArray *point_values(WbtDaemon *d, const char *name)
     return values;
 }
 
+void wbt_daemon_expect_point_state(WbtDaemon *d, const char *name, const char *state, guint timeout_ms)
+{
+    g_autofree char *escaped = g_regex_escape_string(name, -1);
+    g_autofree char *pattern = g_strdup_printf("\\] point %s = .*\\((\\w+)\\)$", escaped);
+    g_autoptr(GRegex) re = g_regex_new(pattern, G_REGEX_MULTILINE, 0, NULL);
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    g_autofree char *last = NULL;
+    do {
+        g_autofree char *log = wbt_daemon_log(d);
+        g_autoptr(GMatchInfo) info = NULL;
+        g_regex_match(re, log, 0, &info);
+        while (g_match_info_matches(info)) {
+            g_free(last);
+            last = g_match_info_fetch(info, 1);
+            g_match_info_next(info, NULL);
+        }
+        if (last && strcmp(last, state) == 0)
+            return;
+        wbt_sleep(20);
+    } while (g_get_monotonic_time() < end);
+    g_error("point %s: expected %s, last seen %s", name, state, last ? last : "never");
+}
+
 char *wbt_daemon_last_point(WbtDaemon *d, const char *name)
 {
     g_autoptr(GPtrArray) values = point_values(d, name);
@@ -415,8 +438,10 @@ char *wbt_daemon_stop_log(WbtDaemon *d)
     gboolean exited = wait_for(d->proc, 15000);
     char *log = wbt_daemon_log(d);
     int status = exited ? g_subprocess_get_status(d->proc) : -1;
-    if (!exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || wbt_has_sanitizer_report(log)) {
+    gboolean failed = !exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || wbt_has_sanitizer_report(log);
+    if (failed || g_getenv("WBT_SHOW_LOG"))
         g_printerr("---- daemon stderr ----\n%s\n----\n", log);
+    if (failed) {
         if (!exited)
             g_error("the daemon did not stop within 15 s of SIGTERM");
         if (wbt_has_sanitizer_report(log))
@@ -434,10 +459,10 @@ char *wbt_daemon_stop_log(WbtDaemon *d)
 
 /* ---- D-Bus ------------------------------------------------------------------ */
 
-WbtDbus *wbt_dbus_start(void)
+static WbtDbus *dbus_spawn(const char *const *argv, char *dir)
 {
-    const char *argv[] = {"dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1", NULL};
     WbtDbus *bus = g_new0(WbtDbus, 1);
+    bus->dir = dir;
     bus->proc = wbt_spawn(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
     g_autoptr(GDataInputStream) in = g_data_input_stream_new(g_subprocess_get_stdout_pipe(bus->proc));
     GError *error = NULL;
@@ -448,6 +473,29 @@ WbtDbus *wbt_dbus_start(void)
     return bus;
 }
 
+WbtDbus *wbt_dbus_start(void)
+{
+    const char *argv[] = {"dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1", NULL};
+    return dbus_spawn(argv, NULL);
+}
+
+WbtDbus *wbt_dbus_start_tcp(void)
+{
+    char *dir = wbt_tmpdir_new();
+    g_autofree char *conf = wbt_write(dir, "bus.conf",
+        "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+        " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+        "<busconfig><type>session</type>\n"
+        "<listen>tcp:host=127.0.0.1,bind=127.0.0.1,port=0</listen>\n"
+        "<auth>ANONYMOUS</auth><allow_anonymous/>\n"
+        "<policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>"
+        "<allow send_destination=\"*\" eavesdrop=\"true\"/><allow eavesdrop=\"true\"/></policy>\n"
+        "</busconfig>\n");
+    g_autofree char *config = g_strdup_printf("--config-file=%s", conf);
+    const char *argv[] = {"dbus-daemon", config, "--nofork", "--nopidfile", "--print-address=1", NULL};
+    return dbus_spawn(argv, dir);
+}
+
 void wbt_dbus_stop(WbtDbus *bus)
 {
     if (!bus)
@@ -456,6 +504,8 @@ void wbt_dbus_stop(WbtDbus *bus)
     wait_for(bus->proc, 5000);
     g_object_unref(bus->proc);
     g_free(bus->address);
+    if (bus->dir)
+        wbt_tmpdir_free(bus->dir);
     g_free(bus);
 }
 

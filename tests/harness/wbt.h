@@ -72,6 +72,9 @@ WbtDaemon *wbt_scratch_daemon(WbtScratch *s);
 char *wbt_daemon_last_point(WbtDaemon *d, const char *name);
 guint wbt_daemon_count_point(WbtDaemon *d, const char *name);
 void wbt_daemon_expect_point(WbtDaemon *d, const char *name, double expected, double tolerance, guint timeout_ms);
+/* Waits until the recorder's last line for @name says @state ("valid",
+ * "invalid", "stale"). */
+void wbt_daemon_expect_point_state(WbtDaemon *d, const char *name, const char *state, guint timeout_ms);
 void wbt_daemon_expect_point_text(WbtDaemon *d, const char *name, const char *expected, guint timeout_ms);
 /* SIGTERM, wait up to 15 s; asserts exit status 0 and no sanitizer report. */
 void wbt_daemon_stop(WbtDaemon *d);
@@ -158,9 +161,13 @@ void wbt_repeater_stop(WbtRepeater *r);
 typedef struct {
     GSubprocess *proc;
     char *address;
+    char *dir; /* the configuration of a TCP bus */
 } WbtDbus;
 
 WbtDbus *wbt_dbus_start(void);
+/* A bus on TCP 127.0.0.1 (a free port) with ANONYMOUS authentication, as
+ * Venus OS offers its system bus on port 78 (system-insecure.conf). */
+WbtDbus *wbt_dbus_start_tcp(void);
 void wbt_dbus_stop(WbtDbus *bus);
 /* gdbus call --address ... --dest @dest --object-path @path --method
  * @method [@args...]: its output (GVariant text, e.g. "(<1500.0>,)"), or

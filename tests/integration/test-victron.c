@@ -299,11 +299,215 @@ static void test_without_settings(void)
     fixture_stop(f);
 }
 
+/* ---- victron-dbus-reader ------------------------------------------------------------------- */
+
+/* A Venus service written with dbus-python (tests/tools/venus-service.py),
+ * driven through its stdin. */
+typedef struct {
+    GSubprocess *proc;
+    GDataInputStream *out;
+} Venus;
+
+static void venus_expect(Venus *v, const char *expected)
+{
+    GError *error = NULL;
+    g_autofree char *line = g_data_input_stream_read_line(v->out, NULL, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(line, ==, expected);
+}
+
+static Venus *venus_start(Fixture *f, gboolean legacy, const char *name, const char *values)
+{
+    g_autofree char *tool = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "tests", "tools", "venus-service.py", NULL);
+    g_autoptr(GSubprocessLauncher) l =
+        g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+    g_subprocess_launcher_setenv(l, "DBUS_SESSION_BUS_ADDRESS", f->bus->address, TRUE);
+    g_auto(GStrv) words = g_strsplit(values, " ", -1);
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_ptr_array_add(argv, "/usr/bin/python3");
+    g_ptr_array_add(argv, tool);
+    if (legacy)
+        g_ptr_array_add(argv, "--legacy");
+    g_ptr_array_add(argv, (char *)name);
+    for (char **w = words; *w; w++)
+        g_ptr_array_add(argv, *w);
+    g_ptr_array_add(argv, NULL);
+    GError *error = NULL;
+    Venus *v = g_new0(Venus, 1);
+    v->proc = g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, &error);
+    g_assert_no_error(error);
+    v->out = g_data_input_stream_new(g_subprocess_get_stdout_pipe(v->proc));
+    venus_expect(v, "ready");
+    return v;
+}
+
+static void venus_command(Venus *v, const char *command)
+{
+    g_autofree char *line = g_strdup_printf("%s\n", command);
+    GError *error = NULL;
+    g_output_stream_write_all(g_subprocess_get_stdin_pipe(v->proc), line, strlen(line), NULL, NULL, &error);
+    g_assert_no_error(error);
+    venus_expect(v, "ok");
+}
+
+/* "quit": the service releases its name and exits */
+static void venus_stop(Venus *v)
+{
+    GError *error = NULL;
+    g_output_stream_write_all(g_subprocess_get_stdin_pipe(v->proc), "quit\n", 5, NULL, NULL, &error);
+    g_assert_no_error(error);
+    g_subprocess_wait_check(v->proc, NULL, &error);
+    g_assert_no_error(error);
+    g_object_unref(v->out);
+    g_object_unref(v->proc);
+    g_free(v);
+}
+
+/* The match rules each connection holds, from the bus itself
+ * (org.freedesktop.DBus.Debug.Stats): those of the connection that
+ * follows NameOwnerChanged on com.victronenergy, i.e. the reader's. */
+static guint reader_match_rules(Fixture *f, char **rules_text)
+{
+    g_autofree char *out = call(f, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                "org.freedesktop.DBus.Debug.Stats.GetAllMatchRules", NULL);
+    GError *error = NULL;
+    g_autoptr(GVariant) all = g_variant_parse(G_VARIANT_TYPE("(a{sas})"), out, NULL, NULL, &error);
+    g_assert_no_error(error);
+    g_autoptr(GVariant) dict = g_variant_get_child_value(all, 0);
+    GVariantIter it;
+    const char *conn;
+    GVariant *rules;
+    g_variant_iter_init(&it, dict);
+    while (g_variant_iter_loop(&it, "{&s@as}", &conn, &rules)) {
+        g_autofree char *text = g_variant_print(rules, FALSE);
+        if (strstr(text, "NameOwnerChanged") && strstr(text, "arg0namespace='com.victronenergy'")) {
+            *rules_text = g_steal_pointer(&text);
+            guint n = (guint)g_variant_n_children(rules);
+            g_variant_unref(rules);
+            return n;
+        }
+    }
+    g_error("no connection follows NameOwnerChanged for com.victronenergy: %s", out);
+}
+
+static void test_reader(void)
+{
+    Fixture fx = {.s = wbt_scratch_new(), .bus = wbt_dbus_start()}, *f = &fx;
+    /* systemcalc's summary, a BMS on USB and one on CAN: the CAN one from
+     * before GetItems (velib < Oct 2021), with the lower DeviceInstance */
+    Venus *system = venus_start(f, FALSE, "com.victronenergy.system",
+                                "/DeviceInstance=0 /Dc/Battery/Soc=55.5 /Dc/Battery/Power=-120.0 "
+                                "/Ac/Grid/L1/Power=300");
+    Venus *bms_usb = venus_start(f, FALSE, "com.victronenergy.battery.ttyUSB0",
+                                 "/DeviceInstance=512 /Info/MaxChargeCurrent=50.0 /Info/MaxDischargeCurrent=100.0");
+    Venus *bms_can = venus_start(f, TRUE, "com.victronenergy.battery.socketcan_can0",
+                                 "/DeviceInstance=288 /Info/MaxChargeCurrent=70.0 /Info/MaxDischargeCurrent=150.0");
+    g_free(wbt_scratch_conf(f->s, "10-venus.conf",
+                            "[venus]\nplugin = victron-dbus-reader\n"
+                            "point.soc = com.victronenergy.system /Dc/Battery/Soc\n"
+                            "point.battery/power = com.victronenergy.system /Dc/Battery/Power\n"
+                            "point.grid/l1/power = com.victronenergy.system /Ac/Grid/L1/Power\n"
+                            "point.charge-current-limit = com.victronenergy.battery /Info/MaxChargeCurrent\n"
+                            "point.discharge-current-limit = com.victronenergy.battery* /Info/MaxDischargeCurrent\n"
+                            "point.missing = com.victronenergy.system /No/Such/Path\n"
+                            "point.vebus/soc = com.victronenergy.vebus /Soc\n"
+                            "refresh-interval = 300ms\ncall-timeout = 500ms\n"));
+    g_free(wbt_scratch_conf(f->s, "90-rec.conf", "[rec]\nplugin = recorder\npattern = venus/#\nmax-age = 1s\n"));
+    f->daemon = daemon_start(f);
+
+    /* the snapshot: values, units from the point names, wire int32 as numbers */
+    wbt_daemon_expect_log(f->daemon, "point venus/soc = 55\\.5 % \\(valid\\)", 10000);
+    wbt_daemon_expect_log(f->daemon, "point venus/battery/power = -120 W \\(valid\\)", 5000);
+    wbt_daemon_expect_log(f->daemon, "point venus/grid/l1/power = 300 W \\(valid\\)", 5000);
+    /* a class: the lowest DeviceInstance, here the old-style service */
+    wbt_daemon_expect_log(f->daemon, "point venus/charge-current-limit = 70 A \\(valid\\)", 5000);
+    wbt_daemon_expect_point(f->daemon, "venus/discharge-current-limit", 150, 0, 5000);
+    wbt_daemon_expect_log(f->daemon, "following com.victronenergy.battery.socketcan_can0 .*DeviceInstance 288\\), "
+                                     "a service without GetItems", 1000);
+    /* and no flapping at the start: never the other battery's value first */
+    g_assert_cmpuint(wbt_daemon_count_point(f->daemon, "venus/charge-current-limit"), ==, 1);
+    wbt_daemon_expect_point_state(f->daemon, "venus/missing", "invalid", 5000);
+    wbt_daemon_expect_point_state(f->daemon, "venus/vebus/soc", "invalid", 5000);
+    wbt_daemon_expect_log(f->daemon, "vebus/soc: waiting for com.victronenergy.vebus", 1000);
+
+    /* ItemsChanged (a batch on /) and PropertiesChanged (per path) */
+    venus_command(system, "set /Dc/Battery/Soc=56.25 /Dc/Battery/Power=250.0");
+    wbt_daemon_expect_point(f->daemon, "venus/soc", 56.25, 0, 2000);
+    wbt_daemon_expect_point(f->daemon, "venus/battery/power", 250, 0, 2000);
+    venus_command(bms_can, "set /Info/MaxChargeCurrent=65.0");
+    wbt_daemon_expect_point(f->daemon, "venus/charge-current-limit", 65, 0, 2000);
+    /* Venus's invalid (an empty array) is an invalid point */
+    venus_command(system, "set /Dc/Battery/Power=null");
+    wbt_daemon_expect_point_state(f->daemon, "venus/battery/power", "invalid", 2000);
+
+    /* one match rule per service plus NameOwnerChanged, however many paths */
+    g_autofree char *rules = NULL;
+    g_assert_cmpuint(reader_match_rules(f, &rules), ==, 4);
+    g_assert_nonnull(strstr(rules, "interface='com.victronenergy.BusItem'"));
+
+    /* a service goes: the next of its class takes over; it comes back
+     * under a new owner and is followed again */
+    venus_stop(bms_can);
+    wbt_daemon_expect_point(f->daemon, "venus/charge-current-limit", 50, 0, 3000);
+    wbt_daemon_expect_point(f->daemon, "venus/discharge-current-limit", 100, 0, 3000);
+    bms_can = venus_start(f, TRUE, "com.victronenergy.battery.socketcan_can0",
+                          "/DeviceInstance=288 /Info/MaxChargeCurrent=80.0 /Info/MaxDischargeCurrent=150.0");
+    wbt_daemon_expect_point(f->daemon, "venus/charge-current-limit", 80, 0, 3000);
+    venus_command(bms_can, "set /Info/MaxChargeCurrent=75.0");
+    wbt_daemon_expect_point(f->daemon, "venus/charge-current-limit", 75, 0, 2000);
+    /* the only one goes: invalid, then back */
+    venus_stop(system);
+    wbt_daemon_expect_point_state(f->daemon, "venus/soc", "invalid", 3000);
+    wbt_daemon_expect_log(f->daemon, "com.victronenergy.system left the bus", 1000);
+    system = venus_start(f, FALSE, "com.victronenergy.system", "/DeviceInstance=0 /Dc/Battery/Soc=60.0");
+    wbt_daemon_expect_point(f->daemon, "venus/soc", 60, 0, 3000);
+    wbt_daemon_expect_point_state(f->daemon, "venus/soc", "valid", 1000);
+
+    /* unchanged values stay fresh (refresh-interval); a driver that hangs
+     * lets them go stale at the subscriber (max-age 1 s) instead */
+    wbt_sleep(1500);
+    wbt_daemon_expect_point_state(f->daemon, "venus/charge-current-limit", "valid", 100);
+    venus_command(bms_can, "hang 3");
+    wbt_daemon_expect_point_state(f->daemon, "venus/charge-current-limit", "stale", 3000);
+    wbt_daemon_expect_point_state(f->daemon, "venus/charge-current-limit", "valid", 5000);
+
+    venus_stop(system);
+    venus_stop(bms_usb);
+    venus_stop(bms_can);
+    fixture_stop(f);
+}
+
+/* dbus-address: a bus on TCP with ANONYMOUS authentication (how Venus OS
+ * offers its system bus to another machine).  dbus = system beside it
+ * shows that the address wins. */
+static void test_tcp_address(void)
+{
+    Fixture fx = {.s = wbt_scratch_new(), .bus = wbt_dbus_start_tcp()}, *f = &fx;
+    g_assert_true(g_str_has_prefix(f->bus->address, "tcp:host=127.0.0.1,"));
+    Venus *system = venus_start(f, FALSE, "com.victronenergy.system", "/DeviceInstance=0 /Dc/Battery/Soc=42.0");
+    g_free(wbt_scratch_conf(f->s, "10-src.conf", "[src]\nplugin = good\nname = x\ninterval = 100ms\npoint.power = 5\n"));
+    g_free(wbt_scratch_conf(f->s, "20-a.conf", "[a]\nplugin = victron-dbus\ntype = grid\nsource = src\ndbus = system\n"
+                                               "dbus-address = %s\nsettings-timeout = 100ms\n", f->bus->address));
+    g_free(wbt_scratch_conf(f->s, "30-r.conf", "[venus]\nplugin = victron-dbus-reader\ndbus = system\n"
+                                               "dbus-address = %s\n"
+                                               "point.soc = com.victronenergy.system /Dc/Battery/Soc\n",
+                            f->bus->address));
+    g_free(wbt_scratch_conf(f->s, "90-rec.conf", "[rec]\nplugin = recorder\npattern = venus/#\n"));
+    f->daemon = daemon_start(f);
+    expect_value(f, "com.victronenergy.grid.a", "/Ac/Power", "(<5.0>,)", 10000);
+    wbt_daemon_expect_point(f->daemon, "venus/soc", 42, 0, 5000);
+    wbt_daemon_expect_log(f->daemon, "\\[a\\] on D-Bus as com.victronenergy.grid.a", 1000);
+    venus_stop(system);
+    fixture_stop(f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/victron/sdm230-grid", test_sdm230_grid);
     g_test_add_func("/victron/two-meters", test_two_meters);
     g_test_add_func("/victron/without-settings", test_without_settings);
+    g_test_add_func("/victron/reader", test_reader);
+    g_test_add_func("/victron/tcp-address", test_tcp_address);
     return g_test_run();
 }
