@@ -16,18 +16,11 @@
 #include <errno.h>
 #include <math.h>
 #include <modbus.h>
-#include <mosquitto.h>
-#include <poll.h>
+#include "mqtt-probe.h"
 
 #define RUNS 5
 
-static const char *env(const char *name)
-{
-    const char *v = g_getenv(name);
-    if (!v)
-        g_error("%s is not set (run with meson test --benchmark)", name);
-    return v;
-}
+#define env wbt_env
 
 static modbus_t *client_new(const char *target)
 {
@@ -78,12 +71,6 @@ static double median(double *v, guint n)
     return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
-static double percentile(GArray *v, double p)
-{
-    g_array_sort(v, cmp_double);
-    guint i = (guint)ceil(p / 100.0 * v->len) - 1;
-    return g_array_index(v, double, MIN(i, v->len - 1));
-}
 
 static void compare(const char *title, const char *ours, const char *base, guint n)
 {
@@ -186,43 +173,6 @@ static void bench_throughput(const char *dir)
 
 /* ---- freshness ---------------------------------------------------------- */
 
-typedef struct {
-    int expected;
-    gint64 t0;
-    gint64 hop;
-} Hop;
-
-static void on_message(struct mosquitto *m, void *user_data, const struct mosquitto_message *msg)
-{
-    Hop *h = user_data;
-    g_autofree char *text = g_strndup(msg->payload, (gsize)msg->payloadlen);
-    if (atoi(text) == h->expected && h->hop < 0)
-        h->hop = g_get_monotonic_time() - h->t0;
-}
-
-static struct mosquitto *mqtt_client(guint port, const char *id, Hop *hop)
-{
-    struct mosquitto *m = mosquitto_new(id, true, hop);
-    if (hop)
-        mosquitto_message_callback_set(m, on_message);
-    if (mosquitto_connect(m, "127.0.0.1", (int)port, 60) != MOSQ_ERR_SUCCESS)
-        g_error("mosquitto_connect failed");
-    return m;
-}
-
-/* Runs libmosquitto's loop without blocking. */
-static void pump(struct mosquitto *m)
-{
-    struct pollfd p = {.fd = mosquitto_socket(m), .events = POLLIN | (mosquitto_want_write(m) ? POLLOUT : 0)};
-    if (poll(&p, 1, 0) > 0) {
-        if (p.revents & POLLIN)
-            mosquitto_loop_read(m, 1);
-        if (p.revents & POLLOUT)
-            mosquitto_loop_write(m, 1);
-    }
-    mosquitto_loop_misc(m);
-}
-
 static void bench_freshness(const char *dir, guint updates)
 {
     WbtBroker *broker = wbt_broker_start();
@@ -240,13 +190,8 @@ static void bench_freshness(const char *dir, guint updates)
 
     mosquitto_lib_init();
     Hop hop = {.expected = -1, .hop = -1};
-    struct mosquitto *pub = mqtt_client(broker->port, "bench-pub", NULL);
-    struct mosquitto *sub = mqtt_client(broker->port, "bench-sub", &hop);
-    mosquitto_subscribe(sub, NULL, "bench/power", 0);
-    for (int i = 0; i < 50; i++) {
-        pump(sub);
-        g_usleep(2000);
-    }
+    struct mosquitto *pub, *sub;
+    probe_pair(broker->port, "bench/power", &hop, &pub, &sub);
     modbus_t *ctx = client_new(target);
     GArray *fresh = g_array_new(FALSE, FALSE, sizeof(double));
     GArray *hops = g_array_new(FALSE, FALSE, sizeof(double));
@@ -261,19 +206,17 @@ static void bench_freshness(const char *dir, guint updates)
         hop.hop = -1;
         gint64 fresh_us = -1;
         hop.t0 = g_get_monotonic_time();
-        mosquitto_publish(pub, NULL, "bench/power", (int)strlen(payload), payload, 0, false);
-        while (mosquitto_want_write(pub))
-            mosquitto_loop_write(pub, 1);
+        probe_publish(pub, "bench/power", payload);
         while ((hop.hop < 0 || fresh_us < 0) && g_get_monotonic_time() - hop.t0 < 2 * G_USEC_PER_SEC) {
             if (hop.hop < 0)
-                pump(sub);
+                probe_pump(sub);
             if (fresh_us < 0) {
                 uint16_t regs[2];
                 if (modbus_read_registers(ctx, 0x2012, 2, regs) == 2 && modbus_get_float_abcd(regs) == value * 10.0f)
                     fresh_us = g_get_monotonic_time() - hop.t0;
             }
         }
-        pump(pub);
+        probe_pump(pub);
         if (hop.hop < 0 || fresh_us < 0) {
             lost++;
             continue;
@@ -286,12 +229,12 @@ static void bench_freshness(const char *dir, guint updates)
         g_array_append_val(added, a);
     }
     g_print("\nFreshness over %u updates (ms): publish to the broker -> ...\n", fresh->len);
-    g_print("%-44s p50 %7.3f   p99 %7.3f\n", "... a subscribed MQTT client (broker hop)", percentile(hops, 50),
-            percentile(hops, 99));
-    g_print("%-44s p50 %7.3f   p99 %7.3f\n", "... the first Modbus read returning it", percentile(fresh, 50),
-            percentile(fresh, 99));
+    g_print("%-44s p50 %7.3f   p99 %7.3f\n", "... a subscribed MQTT client (broker hop)", wbt_percentile(hops, 50),
+            wbt_percentile(hops, 99));
+    g_print("%-44s p50 %7.3f   p99 %7.3f\n", "... the first Modbus read returning it", wbt_percentile(fresh, 50),
+            wbt_percentile(fresh, 99));
     g_print("%-44s p50 %7.3f   p99 %7.3f   (target: p99 < 2 ms)\n", "added by wattbridge (per update)",
-            percentile(added, 50), percentile(added, 99));
+            wbt_percentile(added, 50), wbt_percentile(added, 99));
     if (lost)
         g_print("%u updates never arrived within 2 s\n", lost);
 
@@ -300,10 +243,8 @@ static void bench_freshness(const char *dir, guint updates)
     g_array_unref(added);
     modbus_close(ctx);
     modbus_free(ctx);
-    mosquitto_disconnect(pub);
-    mosquitto_disconnect(sub);
-    mosquitto_destroy(pub);
-    mosquitto_destroy(sub);
+    probe_free(pub);
+    probe_free(sub);
     mosquitto_lib_cleanup();
     wbt_daemon_stop(d);
     wbt_broker_stop(broker);

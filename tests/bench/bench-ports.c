@@ -19,13 +19,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static const char *env(const char *name)
-{
-    const char *v = g_getenv(name);
-    if (!v)
-        g_error("%s is not set (run with meson test --benchmark)", name);
-    return v;
-}
+#define env wbt_env
 
 /* A daemon without --verbose (logging is part of what costs). */
 static WbtDaemon *quiet_daemon(WbtScratch *s)
@@ -36,28 +30,6 @@ static WbtDaemon *quiet_daemon(WbtScratch *s)
     return wbt_daemon_spawn(argv, NULL);
 }
 
-static pid_t pid_of(WbtDaemon *d)
-{
-    return (pid_t)atoi(g_subprocess_get_identifier(d->proc));
-}
-
-/* CPU time of every thread of @pid so far, microseconds (the scheduler's
- * nanosecond count, not the 10 ms clock ticks of /proc/PID/stat). */
-static double cpu_us(pid_t pid)
-{
-    g_autofree char *dir = g_strdup_printf("/proc/%d/task", pid);
-    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
-    g_assert_nonnull(d);
-    double total = 0;
-    const char *tid;
-    while ((tid = g_dir_read_name(d))) {
-        g_autofree char *path = g_strdup_printf("%s/%s/schedstat", dir, tid);
-        g_autofree char *text = NULL;
-        if (g_file_get_contents(path, &text, NULL, NULL))
-            total += g_ascii_strtod(text, NULL) / 1000.0;
-    }
-    return total;
-}
 
 static double status_kib(pid_t pid, const char *field)
 {
@@ -177,10 +149,10 @@ static void run_wattbridge(const char *line, double seconds, double *cpu, double
                             "fast = Pt@0x2012\nfast-interval = 10ms\n", line));
     WbtDaemon *d = quiet_daemon(s);
     wbt_sleep(1000);
-    double c0 = cpu_us(pid_of(d));
+    double c0 = wbt_cpu_us(wbt_daemon_pid(d));
     gint64 t0 = g_get_monotonic_time();
     wbt_sleep((guint)(seconds * 1000));
-    double c1 = cpu_us(pid_of(d));
+    double c1 = wbt_cpu_us(wbt_daemon_pid(d));
     gint64 t1 = g_get_monotonic_time();
     g_autofree char *log = wbt_daemon_stop_log(d);
     gint64 t2 = g_get_monotonic_time();
@@ -277,12 +249,12 @@ static void bench_memory(void)
     wbt_sleep(2000); /* pymodbus starts */
     WbtDaemon *d = quiet_daemon(s);
     wbt_sleep(5000);
-    double rss5 = status_kib(pid_of(d), "VmRSS:");
+    double rss5 = status_kib(wbt_daemon_pid(d), "VmRSS:");
     wbt_sleep(minute / 2 > 5000 ? minute / 2 - 5000 : 0);
-    double rss30 = status_kib(pid_of(d), "VmRSS:");
+    double rss30 = status_kib(wbt_daemon_pid(d), "VmRSS:");
     wbt_sleep(minute / 2);
-    double rss60 = status_kib(pid_of(d), "VmRSS:");
-    double hwm = status_kib(pid_of(d), "VmHWM:");
+    double rss60 = status_kib(wbt_daemon_pid(d), "VmRSS:");
+    double hwm = status_kib(wbt_daemon_pid(d), "VmHWM:");
     g_autofree char *log = wbt_daemon_stop_log(d);
     guint summaries = 0;
     double requests = 0, timeouts = 0;
@@ -306,7 +278,7 @@ static void bench_memory(void)
     g_free(wbt_scratch_conf(idle_s, "10-idle.conf", "[idle]\nplugin = good\nname = x\n"));
     WbtDaemon *idle = quiet_daemon(idle_s);
     wbt_sleep(5000);
-    double idle_hwm = status_kib(pid_of(idle), "VmHWM:");
+    double idle_hwm = status_kib(wbt_daemon_pid(idle), "VmHWM:");
     wbt_daemon_stop(idle);
 
     printf("\n3. Memory: 8 devices on 2 ports (pymodbus slaves, 4 units each) polled at 1 Hz for %.0f s\n",

@@ -15,13 +15,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *env(const char *name)
+const char *wbt_env(const char *name)
 {
     const char *v = g_getenv(name);
     if (!v)
-        g_error("%s is not set (run the tests with meson test)", name);
+        g_error("%s is not set (run the tests and benchmarks with meson test)", name);
     return v;
 }
+#define env wbt_env
 
 /* ---- temporary directories ------------------------------------------- */
 
@@ -425,6 +426,41 @@ int wbt_daemon_stop_status(WbtDaemon *d)
     g_free(d->stderr_path);
     g_free(d);
     return status;
+}
+
+pid_t wbt_daemon_pid(WbtDaemon *d)
+{
+    return (pid_t)atoi(g_subprocess_get_identifier(d->proc));
+}
+
+double wbt_cpu_us(pid_t pid)
+{
+    g_autofree char *dir = g_strdup_printf("/proc/%d/task", pid);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    g_assert_nonnull(d);
+    double total = 0;
+    const char *tid;
+    while ((tid = g_dir_read_name(d))) {
+        g_autofree char *path = g_strdup_printf("%s/%s/schedstat", dir, tid);
+        g_autofree char *text = NULL;
+        if (g_file_get_contents(path, &text, NULL, NULL))
+            total += g_ascii_strtod(text, NULL) / 1000.0;
+    }
+    return total;
+}
+
+static int compare_doubles(gconstpointer a, gconstpointer b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double wbt_percentile(GArray *v, double p)
+{
+    g_assert_cmpuint(v->len, >, 0);
+    g_array_sort(v, compare_doubles);
+    guint i = (guint)ceil(p / 100.0 * v->len);
+    return g_array_index(v, double, MIN(MAX(i, 1), v->len) - 1);
 }
 
 void wbt_daemon_stop(WbtDaemon *d)

@@ -15,6 +15,9 @@ G_BEGIN_DECLS
 /* ---- temporary directories ------------------------------------------- */
 
 /* A fresh directory, removed recursively by wbt_tmpdir_free(). */
+/* The environment variable meson test sets (WB_TEST_DAEMON, ...); fails
+ * the test when it is not set. */
+const char *wbt_env(const char *name);
 char *wbt_tmpdir_new(void);
 void wbt_tmpdir_free(char *dir);
 /* Writes @text to @dir/@name (creating parent directories); returns the path. */
@@ -95,6 +98,14 @@ int wbt_run(const char *const *argv, guint timeout_ms, char **out, char **err);
 GSubprocess *wbt_spawn(const char *const *argv, GSubprocessFlags flags);
 /* Iterates the default main context for @ms milliseconds. */
 void wbt_sleep(guint ms);
+/* The daemon's process id. */
+pid_t wbt_daemon_pid(WbtDaemon *d);
+/* CPU time of every thread of @pid so far, microseconds (the scheduler's
+ * nanosecond count in /proc/PID/task/TID/schedstat, not the 10 ms clock
+ * ticks of /proc/PID/stat). */
+double wbt_cpu_us(pid_t pid);
+/* The @p-th percentile (0..100, nearest rank) of @v's doubles; sorts @v. */
+double wbt_percentile(GArray *v, double p);
 /* A TCP port that was free on 127.0.0.1 a moment ago. */
 guint wbt_free_port(void);
 
