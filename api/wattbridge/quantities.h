@@ -2,7 +2,8 @@
  *
  * A point is named <instance>[/<device>][/<channel>]/<quantity>, for example
  * "grid/power", "pv/l1/voltage", "dtu/114182940773/dc1/power".  <channel> is
- * l1, l2, l3, a pair such as l1-l2 (line-to-line), or dcN (a DC input).
+ * l1, l2, l3, a pair such as l1-l2 (line-to-line), dcN (a DC input), or dc
+ * (all DC inputs of an inverter together).
  * The last element, <quantity>, is one of the names below; each has one
  * unit, and where it has a sign, one sign rule.  A plugin that talks to a
  * device with another convention converts at its edge, once.
@@ -39,6 +40,9 @@ G_BEGIN_DECLS
       "counter, never decreases; energy while power > 0 (grid: bought; PV: produced)") \
     X(ENERGY_EXPORT, "energy-export", "kWh", \
       "counter, never decreases; energy while power < 0 (grid: sold; battery: discharged)") \
+    X(YIELD_TODAY, "yield-today", "kWh", \
+      "PV: energy produced today as the device counts it (it resets overnight or at a restart)") \
+    X(EFFICIENCY, "efficiency", "%", "an inverter's output power / its input power, 0..100") \
     X(SOC, "soc", "%", "battery state of charge, 0..100") \
     X(CHARGE_CURRENT_LIMIT, "charge-current-limit", "A", "CCL: battery charge current limit, >= 0") \
     X(DISCHARGE_CURRENT_LIMIT, "discharge-current-limit", "A", \
@@ -52,6 +56,12 @@ G_BEGIN_DECLS
     X(ERRORS, "errors", "", "counter: failed requests since start, of the kind its parent level names") \
     X(LATENCY, "latency", "s", "time from a request to its answer") \
     X(CONNECTED, "connected", "", "1 while a device answers, 0 while it is disconnected") \
+    X(REACHABLE, "reachable", "", \
+      "1 while a device answers its gateway (OpenDTU: the inverter's radio link), 0 when not") \
+    X(PRODUCING, "producing", "", "1 while an inverter feeds power in, 0 when not") \
+    X(LIMIT_RELATIVE, "limit-relative", "%", "the active power limit in force, % of nominal power, 0..100") \
+    X(LIMIT_ABSOLUTE, "limit-absolute", "W", "the active power limit in force, W, >= 0") \
+    X(DATA_AGE, "data-age", "s", "how old a device's last measurement is, as its gateway reports it") \
     X(MAIN_LOOP_LAG, "main-loop-lag", "s", \
       "host only: worst overrun of a 50 ms main-loop timer in the last second")
 

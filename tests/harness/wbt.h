@@ -55,6 +55,8 @@ WbtDaemon *wbt_daemon_start(const char *confdir, const char *statedir, const cha
  * strings added to the environment, NULL-terminated, may be NULL), stderr
  * to a file; stop it with wbt_daemon_stop() like any other. */
 WbtDaemon *wbt_daemon_spawn(const char *const *argv, const char *const *env);
+/* The same with the subprocess flags for its stdin and stdout. */
+WbtDaemon *wbt_daemon_spawn_flags(const char *const *argv, const char *const *env, GSubprocessFlags flags);
 /* Waits up to @timeout_ms for a stderr line matching @regex (from the start
  * of the log); returns the first capture group (or the whole match), or
  * NULL after the timeout. */
@@ -204,5 +206,23 @@ void wbt_rtu_send(const char *path, const guint8 *bytes, gsize len);
 /* socat pty,raw,echo=0,link=@dir/NAME-a pty,raw,echo=0,link=@dir/NAME-b */
 WbtPty *wbt_pty_start(const char *dir, const char *name);
 void wbt_pty_stop(WbtPty *p);
+
+/* ---- the HTTP device simulator (tests/tools/http-device.c) ---------------- */
+
+typedef struct {
+    WbtDaemon *proc;       /* its stderr is the request log: wbt_daemon_wait_log() */
+    GDataInputStream *out;
+    guint port;
+    char *url;             /* "http://127.0.0.1:<port>" */
+} WbtHttpDevice;
+
+/* Starts http-device with the given arguments (NULL-terminated) and waits
+ * until it listens. */
+WbtHttpDevice *wbt_http_device_start(const char *first_arg, ...) G_GNUC_NULL_TERMINATED;
+/* Sends one stdin command (printf-style) and fails the test unless it
+ * answers "ok". */
+void wbt_http_device_command(WbtHttpDevice *h, const char *format, ...) G_GNUC_PRINTF(2, 3);
+/* SIGTERM; fails the test on a non-zero exit or a sanitizer report. */
+void wbt_http_device_stop(WbtHttpDevice *h);
 
 G_END_DECLS

@@ -1,7 +1,8 @@
 /* A test sink: logs every point matching "pattern" as it arrives, one line
  * each, so a test can wait for values in the daemon's log:
  *   point <name> = <value> [<unit>] (<state>)
- *   point <name> = "<text>" (<state>) */
+ *   point <name> = "<text>" (<state>)
+ * and with show-age, after each: age <name> = <seconds since its measurement time> s */
 #include <wattbridge/plugin.h>
 
 #include <math.h>
@@ -15,6 +16,8 @@ static const WbOptionSpec options[] = {
     {.name = "pattern", .type = WB_OPTION_POINT, .default_value = "#", .help = "What to record."},
     {.name = "max-age", .type = WB_OPTION_DURATION, .default_value = "0", .min = 0, .max = 3600, .unit = "s",
      .help = "Report points older than this as stale (0: never)."},
+    {.name = "show-age", .type = WB_OPTION_BOOL, .default_value = "false",
+     .help = "Also log each point's age (from its measurement time)."},
     {NULL},
 };
 
@@ -29,6 +32,9 @@ static void on_point(const WbPoint *point, WbPointState state, gpointer user_dat
         wb_log(r->instance, WB_LOG_NOTICE, "point %s = %.10g%s%s (%s)", wb_point_get_name(point),
                wb_point_get_double(point), *wb_point_get_unit(point) ? " " : "", wb_point_get_unit(point),
                states[state]);
+    if (wb_config_get_bool(r->config, "show-age"))
+        wb_log(r->instance, WB_LOG_NOTICE, "age %s = %.3f s", wb_point_get_name(point),
+               (double)wb_point_get_age(point) / G_USEC_PER_SEC);
 }
 
 static gboolean recorder_create(WbInstance *instance, const WbConfig *config, gpointer *state, GError **error)
