@@ -14,10 +14,13 @@ typedef struct {
     gint64 sent_at;
     HttpDoneFunc done;
     gpointer user_data;
+    GDestroyNotify destroy;
 } HttpRequest;
 
 static void request_free(HttpRequest *r)
 {
+    if (r->destroy)
+        r->destroy(r->user_data);
     g_clear_object(&r->msg);
     g_clear_object(&r->cancel);
     g_free(r);
@@ -60,6 +63,9 @@ void http_client_set_basic_auth(HttpClient *client, const char *user, const char
 
 void http_client_cancel(HttpClient *client)
 {
+    if (client->poll_timer)
+        wb_timer_free(client->poll_timer);
+    client->poll_timer = NULL;
     if (!client->requests)
         return;
     for (guint i = 0; i < client->requests->len; i++) {
@@ -210,9 +216,11 @@ static void on_timeout(gpointer user_data)
     g_cancellable_cancel(r->cancel);
 }
 
-static void send_async(HttpClient *client, SoupMessage *msg, HttpDoneFunc done, gpointer user_data)
+static void send_async(HttpClient *client, SoupMessage *msg, HttpDoneFunc done, gpointer user_data,
+                       GDestroyNotify destroy)
 {
     HttpRequest *r = g_new0(HttpRequest, 1);
+    r->destroy = destroy;
     r->client = client;
     r->msg = message_new(client, msg);
     r->cancel = g_cancellable_new();
@@ -233,12 +241,18 @@ static char *url_for(HttpClient *client, const char *path)
 void http_client_get(HttpClient *client, const char *path_and_query, const char *const *headers, HttpDoneFunc done,
                      gpointer user_data)
 {
+    http_client_get_full(client, path_and_query, headers, done, user_data, NULL);
+}
+
+void http_client_get_full(HttpClient *client, const char *path_and_query, const char *const *headers,
+                          HttpDoneFunc done, gpointer user_data, GDestroyNotify destroy)
+{
     g_autofree char *url = url_for(client, path_and_query);
     SoupMessage *msg = soup_message_new(SOUP_METHOD_GET, url);
     g_assert(msg); /* the base was checked in init, paths are ours */
     for (guint i = 0; headers && headers[i] && headers[i + 1]; i += 2)
         soup_message_headers_replace(soup_message_get_request_headers(msg), headers[i], headers[i + 1]);
-    send_async(client, msg, done, user_data);
+    send_async(client, msg, done, user_data, destroy);
 }
 
 static SoupMessage *form_message(HttpClient *client, const char *path, const char *field, const char *value)
@@ -251,7 +265,7 @@ static SoupMessage *form_message(HttpClient *client, const char *path, const cha
 void http_client_post_form(HttpClient *client, const char *path, const char *field, const char *value,
                            HttpDoneFunc done, gpointer user_data)
 {
-    send_async(client, form_message(client, path, field, value), done, user_data);
+    send_async(client, form_message(client, path, field, value), done, user_data, NULL);
 }
 
 JsonNode *http_client_post_form_sync(HttpClient *client, const char *path, const char *field, const char *value,
@@ -301,6 +315,50 @@ void http_client_succeeded(HttpClient *client)
     client->failures = 0;
     client->delay = client->interval;
     publish_connected(client, 1);
+}
+
+/* ---- the poll cycle ------------------------------------------------------------------ */
+
+static void on_poll(gpointer user_data)
+{
+    HttpClient *client = user_data;
+    if (client->polling)
+        return;
+    client->polling = TRUE;
+    client->cycle_failed = FALSE;
+    client->cycle_start = g_get_monotonic_time();
+    client->poll(client, client->poll_data);
+}
+
+void http_client_start_polling(HttpClient *client, void (*poll)(HttpClient *client, gpointer user_data),
+                               gpointer user_data)
+{
+    client->poll = poll;
+    client->poll_data = user_data;
+    client->poll_timer = wb_timer_new(client->inst, on_poll, client);
+    on_poll(client);
+}
+
+void http_client_cycle_failed(HttpClient *client, SoupMessage *msg, const char *reason)
+{
+    gint64 retry = 0;
+    if (msg && soup_message_get_status(msg) == HTTP_STATUS_TOO_MANY_REQUESTS)
+        retry = http_client_retry_after(msg);
+    client->cycle_failed = TRUE;
+    http_client_failed(client, reason, retry);
+}
+
+gboolean http_client_cycle_end(HttpClient *client)
+{
+    client->polling = FALSE;
+    gboolean ok = !client->cycle_failed;
+    if (ok)
+        http_client_succeeded(client);
+    gint64 elapsed = g_get_monotonic_time() - client->cycle_start;
+    gint64 wait = ok ? MAX(0, client->interval - elapsed) : client->delay;
+    if (client->poll_timer)
+        wb_timer_start(client->poll_timer, (guint)MAX(1, wait / 1000), FALSE);
+    return ok;
 }
 
 /* ---- JSON helpers ---------------------------------------------------------------- */

@@ -41,6 +41,13 @@ struct HttpClient {
     guint failures;        /* in a row */
     int connected;         /* -1 unknown, 0, 1: as last published */
     GPtrArray *requests;   /* HttpRequest*: in flight */
+    /* the poll cycle */
+    WbTimer *poll_timer;
+    void (*poll)(HttpClient *client, gpointer user_data);
+    gpointer poll_data;
+    gboolean polling;      /* a cycle is in progress */
+    gboolean cycle_failed;
+    gint64 cycle_start;    /* monotonic */
     /* set by the last answer */
     gint64 sent_at, answered_at; /* g_get_real_time() */
 };
@@ -53,7 +60,7 @@ typedef void (*HttpDoneFunc)(HttpClient *client, SoupMessage *msg, JsonNode *roo
 
 gboolean http_client_init(HttpClient *client, WbInstance *instance, const WbConfig *config, GError **error);
 void http_client_set_basic_auth(HttpClient *client, const char *user, const char *password);
-/* Cancels what is in flight: its callbacks never run. */
+/* Stops polling and cancels what is in flight: its callbacks never run. */
 void http_client_cancel(HttpClient *client);
 /* Cancels, then frees; may be called again. */
 void http_client_clear(HttpClient *client);
@@ -63,6 +70,10 @@ void http_client_clear(HttpClient *client);
  * request headers "Name", "value", ..., NULL-terminated, or NULL. */
 void http_client_get(HttpClient *client, const char *path_and_query, const char *const *headers, HttpDoneFunc done,
                      gpointer user_data);
+/* The same; @destroy (nullable) frees @user_data after @done ran, or
+ * when the request is cancelled without it. */
+void http_client_get_full(HttpClient *client, const char *path_and_query, const char *const *headers,
+                          HttpDoneFunc done, gpointer user_data, GDestroyNotify destroy);
 /* POST an application/x-www-form-urlencoded form with one field. */
 void http_client_post_form(HttpClient *client, const char *path, const char *field, const char *value,
                            HttpDoneFunc done, gpointer user_data);
@@ -78,6 +89,20 @@ void http_client_failed(HttpClient *client, const char *reason, gint64 retry_aft
 /* The device answered: log the recovery, publish connected = 1, and reset
  * the delay to the poll interval. */
 void http_client_succeeded(HttpClient *client);
+
+/* The poll cycle: @poll runs now and then every poll-interval (from the
+ * start of one cycle to the next), or after the back-off delay when a
+ * cycle failed.  A cycle is one or more requests; it ends with
+ * http_client_cycle_end(), after http_client_cycle_failed() if it failed. */
+void http_client_start_polling(HttpClient *client, void (*poll)(HttpClient *client, gpointer user_data),
+                               gpointer user_data);
+/* A request of the cycle failed: http_client_failed() with its reason
+ * (a 429's Retry-After included); the cycle still has to end. */
+void http_client_cycle_failed(HttpClient *client, SoupMessage *msg, const char *reason);
+/* Ends the cycle: a cycle without failure counts as success
+ * (http_client_succeeded()); schedules the next.  Returns whether it
+ * succeeded. */
+gboolean http_client_cycle_end(HttpClient *client);
 
 /* Error domain of the failures a request reports. */
 #define HTTP_CLIENT_ERROR (http_client_error_quark())

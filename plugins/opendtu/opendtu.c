@@ -93,11 +93,7 @@ typedef struct Dtu {
     GHashTable *aliases;  /* serial -> alias */
     GPtrArray *inverters; /* Inverter* */
     int era;
-    WbTimer *poll_timer;
-    gboolean polling;     /* a cycle is in progress */
-    gint64 cycle_start;   /* monotonic */
     GPtrArray *details;   /* F3: serials still to read with ?inv= */
-    gboolean cycle_failed;
     /* actuator */
     int limit_unit;
     double fallback;
@@ -585,11 +581,7 @@ static void switch_power(Inverter *inv)
 
 static void cycle_end(Dtu *d)
 {
-    d->polling = FALSE;
-    if (d->cycle_failed) {
-        d->cycle_failed = FALSE;
-    } else {
-        http_client_succeeded(&d->http);
+    if (http_client_cycle_end(&d->http)) {
         if (!d->unknown_warned) {
             d->unknown_warned = TRUE;
             for (guint i = 0; i < d->inverters->len; i++) {
@@ -605,23 +597,11 @@ static void cycle_end(Dtu *d)
             switch_power(inv);
         }
     }
-    gint64 elapsed = g_get_monotonic_time() - d->cycle_start;
-    gint64 wait = d->http.failure ? d->http.delay : MAX(0, d->http.interval - elapsed);
-    wb_timer_start(d->poll_timer, (guint)MAX(1, wait / 1000), FALSE);
 }
 
-static void fail_cycle(Dtu *d, const char *reason, gint64 retry_after)
+static void fail_cycle(Dtu *d, const char *reason)
 {
-    d->cycle_failed = TRUE;
-    http_client_failed(&d->http, reason, retry_after);
-}
-
-static void request_failed(Dtu *d, SoupMessage *msg, const GError *error)
-{
-    gint64 retry = 0;
-    if (soup_message_get_status(msg) == HTTP_STATUS_TOO_MANY_REQUESTS)
-        retry = http_client_retry_after(msg);
-    fail_cycle(d, error->message, retry);
+    http_client_cycle_failed(&d->http, NULL, reason);
 }
 
 /* A failed answer ends this step of the cycle with @next; TRUE if it failed. */
@@ -629,7 +609,7 @@ static gboolean answer_failed(Dtu *d, SoupMessage *msg, const GError *error, voi
 {
     if (!error)
         return FALSE;
-    request_failed(d, msg, error);
+    http_client_cycle_failed(&d->http, msg, error->message);
     next(d);
     return TRUE;
 }
@@ -671,7 +651,7 @@ static void on_limit_status(HttpClient *client, SoupMessage *msg, JsonNode *root
 /* After the statistics: the limits' state when there is an actuator. */
 static void statistics_done(Dtu *d)
 {
-    if (d->cycle_failed || !d->have_commands) {
+    if (d->http.cycle_failed || !d->have_commands) {
         cycle_end(d);
         return;
     }
@@ -762,7 +742,7 @@ static void on_details(HttpClient *client, SoupMessage *msg, JsonNode *root, con
     else
         handle_inverter(d, json_array_get_object_element(a, 0), TRUE, &problem);
     if (problem) {
-        fail_cycle(d, problem->message, 0);
+        fail_cycle(d, problem->message);
         statistics_done(d);
         return;
     }
@@ -798,7 +778,7 @@ static void on_livedata(HttpClient *client, SoupMessage *msg, JsonNode *root, co
         list = n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
     }
     if (!list) {
-        fail_cycle(d, "the answer has no \"inverters\" list", 0);
+        fail_cycle(d, "the answer has no \"inverters\" list");
         statistics_done(d);
         return;
     }
@@ -820,20 +800,17 @@ static void on_livedata(HttpClient *client, SoupMessage *msg, JsonNode *root, co
     if (era != ERA_UNKNOWN && !problem)
         set_era(d, era);
     if (problem) {
-        fail_cycle(d, problem->message, 0);
+        fail_cycle(d, problem->message);
         statistics_done(d);
         return;
     }
     read_details(d);
 }
 
-static void on_poll(gpointer user_data)
+static void poll_dtu(HttpClient *client, gpointer user_data)
 {
+    (void)client;
     Dtu *d = user_data;
-    if (d->polling)
-        return;
-    d->polling = TRUE;
-    d->cycle_start = g_get_monotonic_time();
     http_client_get(&d->http, "/api/livedata/status", NULL, on_livedata, d);
 }
 
@@ -975,7 +952,6 @@ static gboolean dtu_start(gpointer state, GError **error)
 {
     (void)error;
     Dtu *d = state;
-    d->poll_timer = wb_timer_new(d->inst, on_poll, d);
     WbSubscription *sub = NULL;
     for (guint i = 0; i < d->inverters->len; i++) {
         Inverter *inv = g_ptr_array_index(d->inverters, i);
@@ -989,7 +965,7 @@ static gboolean dtu_start(gpointer state, GError **error)
                 wb_subscription_add_pattern(sub, inputs[k]->point);
         }
     }
-    on_poll(d);
+    http_client_start_polling(&d->http, poll_dtu, d);
     return TRUE;
 }
 
@@ -998,8 +974,6 @@ static gboolean dtu_start(gpointer state, GError **error)
 static void dtu_stop(gpointer state)
 {
     Dtu *d = state;
-    wb_timer_free(d->poll_timer);
-    d->poll_timer = NULL;
     http_client_cancel(&d->http);
     for (guint i = 0; i < d->inverters->len; i++) {
         Inverter *inv = g_ptr_array_index(d->inverters, i);

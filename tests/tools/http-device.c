@@ -312,36 +312,47 @@ static void log_request(SoupServerMessage *msg)
     }
 }
 
+static gboolean misbehave(SoupServerMessage *msg);
+
 static void on_livedata(SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
                         gpointer user_data)
 {
     (void)server, (void)path, (void)user_data;
     log_request(msg);
+    if (misbehave(msg))
+        return;
     const char *only = query ? g_hash_table_lookup(query, "inv") : NULL;
+    g_autofree char *body = livedata(only);
+    if (dev.mode == MODE_TRUNCATED)
+        body[strlen(body) / 2] = '\0';
+    reply_json(msg, body);
+}
+
+/* The failure modes of the data endpoints: TRUE when @msg is answered
+ * (or will be, after a stall) by one. */
+static gboolean misbehave(SoupServerMessage *msg)
+{
     switch (dev.mode) {
     case MODE_401:
         reply(msg, SOUP_STATUS_UNAUTHORIZED, "text/plain", "");
-        return;
+        return TRUE;
     case MODE_429: {
         char s[16];
         g_snprintf(s, sizeof s, "%u", dev.mode_arg);
         soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Retry-After", s);
         reply(msg, 429, "text/plain", "Too Many Requests");
-        return;
+        return TRUE;
     }
     case MODE_GARBAGE:
         reply(msg, SOUP_STATUS_OK, "application/json", "<html><body>Guru Meditation Error</body></html>");
-        return;
-    default:
-        break;
-    }
-    g_autofree char *body = livedata(only);
-    if (dev.mode == MODE_TRUNCATED)
-        body[strlen(body) / 2] = '\0';
-    reply_json(msg, body);
-    if (dev.mode == MODE_STALL) {
+        return TRUE;
+    case MODE_STALL:
+        /* the answer is made when the stall ends: pause now, handle later */
         soup_server_message_pause(msg);
         g_timeout_add(dev.mode_arg, unpause, g_object_ref(msg));
+        return FALSE;
+    default:
+        return FALSE;
     }
 }
 
@@ -648,11 +659,227 @@ static gboolean on_term(gpointer data)
 
 /* ---- Shelly ---------------------------------------------------------------------- */
 
+/* The samples of section 2 (2.1a, 2.1b, 2.2), as each model answers. */
+static const char *const gen1_em_status =
+    "{\"time\":\"11:16\",\"unixtime\":1716110566,\"serial\":21580,\"has_update\":false,\"mac\":\"C45BBE000001\","
+    "\"relays\":[{\"ison\":true,\"has_timer\":false,\"timer_started\":0,\"timer_duration\":0,\"timer_remaining\":0,"
+    "\"overpower\":false,\"is_valid\":true,\"source\":\"http\"}],\"emeters\":[{\"power\":-412.37,\"reactive\":95.12,"
+    "\"pf\":-0.97,\"voltage\":236.41,\"is_valid\":true,\"total\":1284533.7,\"total_returned\":2201946.4},"
+    "{\"power\":0.00,\"reactive\":0.00,\"pf\":0.00,\"voltage\":236.41,\"is_valid\":true,\"total\":0.0,"
+    "\"total_returned\":0.0}],\"uptime\":2226140}";
+static const char *const gen1_3em_status =
+    "{\"unixtime\":1709223219,\"mac\":\"3494547B0001\",\"relays\":[{\"ison\":false,\"has_timer\":false,"
+    "\"timer_started\":0,\"timer_duration\":0,\"timer_remaining\":0,\"overpower\":false,\"is_valid\":true,"
+    "\"source\":\"input\"}],\"emeters\":[{\"power\":-251.08,\"pf\":0.92,\"current\":1.16,\"voltage\":234.90,"
+    "\"is_valid\":true,\"total\":1686297.2,\"total_returned\":428958.4},{\"power\":155.02,\"pf\":0.98,"
+    "\"current\":0.66,\"voltage\":235.57,\"is_valid\":true,\"total\":878905.6,\"total_returned\":4.1},"
+    "{\"power\":6.75,\"pf\":0.26,\"current\":0.11,\"voltage\":234.70,\"is_valid\":true,\"total\":206151.1,"
+    "\"total_returned\":0.0}],\"total_power\":-89.31,\"emeter_n\":{\"current\":0.00,\"ixsum\":1.29,"
+    "\"mismatch\":false,\"is_valid\":false},\"uptime\":325}";
+static const char *const gen2_em_status =
+    "{\"id\":0,\"a_current\":0.595,\"a_voltage\":225.3,\"a_act_power\":-60.2,\"a_aprt_power\":134.0,\"a_pf\":0.45,"
+    "\"a_freq\":50.0,\"b_current\":1.041,\"b_voltage\":223.9,\"b_act_power\":72.8,\"b_aprt_power\":233.1,"
+    "\"b_pf\":0.32,\"b_freq\":50.0,\"c_current\":2.057,\"c_voltage\":224.3,\"c_act_power\":379.9,"
+    "\"c_aprt_power\":461.5,\"c_pf\":0.82,\"c_freq\":50.0,\"n_current\":null,\"total_current\":3.693,"
+    "\"total_act_power\":392.5,\"total_aprt_power\":828.6,\"user_calibrated_phase\":[]}";
+static const char *const gen2_emdata_status =
+    "{\"id\":0,\"a_total_act_energy\":8340015.74,\"a_total_act_ret_energy\":315.58,"
+    "\"b_total_act_energy\":10712136.72,\"b_total_act_ret_energy\":0.21,\"c_total_act_energy\":8628545.08,"
+    "\"c_total_act_ret_energy\":17.85,\"total_act\":27680697.54,\"total_act_ret\":333.64}";
+static const char *const gen2_em1_status =
+    "{\"id\":%u,\"current\":1.473,\"voltage\":226.9,\"act_power\":%g,\"aprt_power\":335.0,\"pf\":0.99,"
+    "\"freq\":50.0,\"calibration\":\"factory\"}";
+static const char *const gen2_em1data_status = "{\"id\":%u,\"total_act_energy\":%g,\"total_act_ret_energy\":144792.28}";
+
+static JsonNode *parse(const char *text)
+{
+    g_autoptr(JsonParser) p = json_parser_new();
+    if (!json_parser_load_from_data(p, text, -1, NULL))
+        g_error("bad sample %s", text);
+    return json_node_ref(json_parser_get_root(p));
+}
+
+static gboolean shelly_gen2(void)
+{
+    return strcmp(dev.model, "pro3em") == 0 || strcmp(dev.model, "proem") == 0;
+}
+
+static const char *shelly_id(void)
+{
+    return strcmp(dev.model, "proem") == 0 ? "shellyproem50-a0b1c2d3e4f6" : "shellypro3em-a0b1c2d3e4f5";
+}
+
+/* "status", "em", "emdata", "em1.N", "em1data.N": the answers, by name */
+static void shelly_init(void)
+{
+    dev.values = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)json_node_unref);
+    if (strcmp(dev.model, "em") == 0)
+        g_hash_table_insert(dev.values, g_strdup("status"), parse(gen1_em_status));
+    else if (strcmp(dev.model, "3em") == 0)
+        g_hash_table_insert(dev.values, g_strdup("status"), parse(gen1_3em_status));
+    g_hash_table_insert(dev.values, g_strdup("em"), parse(gen2_em_status));
+    g_hash_table_insert(dev.values, g_strdup("emdata"), parse(gen2_emdata_status));
+    for (guint n = 0; n < 3; n++) {
+        g_autofree char *s = g_strdup_printf(gen2_em1_status, n, -332.2 + 100.0 * n);
+        g_autofree char *d = g_strdup_printf(gen2_em1data_status, n, 1264.15 + 1000.0 * n);
+        g_hash_table_insert(dev.values, g_strdup_printf("em1.%u", n), parse(s));
+        g_hash_table_insert(dev.values, g_strdup_printf("em1data.%u", n), parse(d));
+    }
+}
+
+/* shelly NAME.MEMBER=VALUE (status.emeters.N.MEMBER for gen1): a number or null */
 static gboolean shelly_command(char **words, GError **error)
 {
-    (void)words;
-    g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "not yet");
-    return FALSE;
+    if (strcmp(words[0], "mode") == 0)
+        return opendtu_command(words, error);
+    if (strcmp(words[0], "shelly") != 0) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "unknown command");
+        return FALSE;
+    }
+    for (char **w = words + 1; *w; w++) {
+        g_auto(GStrv) kv = g_strsplit(*w, "=", 2);
+        g_auto(GStrv) path = g_strsplit(kv[0], ".", -1);
+        if (!kv[1] || !path[1]) {
+            g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "expected NAME.MEMBER=VALUE: %s", *w);
+            return FALSE;
+        }
+        guint first = g_ascii_isdigit(path[1][0]) && path[2] ? 2 : 1;
+        g_autofree char *key = first == 2 ? g_strdup_printf("%s.%s", path[0], path[1]) : g_strdup(path[0]);
+        JsonNode *node = g_hash_table_lookup(dev.values, key);
+        for (guint i = first; node && path[i + 1]; i++) {
+            if (JSON_NODE_HOLDS_OBJECT(node))
+                node = json_object_get_member(json_node_get_object(node), path[i]);
+            else if (JSON_NODE_HOLDS_ARRAY(node) && g_ascii_isdigit(path[i][0]) &&
+                     (guint)atoi(path[i]) < json_array_get_length(json_node_get_array(node)))
+                node = json_array_get_element(json_node_get_array(node), (guint)atoi(path[i]));
+            else
+                node = NULL;
+        }
+        if (!node || !JSON_NODE_HOLDS_OBJECT(node)) {
+            g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no object for %s", kv[0]);
+            return FALSE;
+        }
+        const char *member = path[g_strv_length(path) - 1];
+        if (strcmp(kv[1], "null") == 0)
+            json_object_set_null_member(json_node_get_object(node), member);
+        else if (strcmp(kv[1], "true") == 0 || strcmp(kv[1], "false") == 0)
+            json_object_set_boolean_member(json_node_get_object(node), member, kv[1][0] == 't');
+        else
+            json_object_set_double_member(json_node_get_object(node), member, g_ascii_strtod(kv[1], NULL));
+    }
+    return TRUE;
+}
+
+/* /shelly: never protected (section 2.2, Authentication) */
+static void on_shelly(SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
+                      gpointer user_data)
+{
+    (void)server, (void)path, (void)query, (void)user_data;
+    log_request(msg);
+    g_autofree char *body = NULL;
+    if (!shelly_gen2())
+        body = g_strdup_printf("{\"type\":\"%s\",\"mac\":\"C45BBE000001\",\"auth\":%s,"
+                               "\"fw\":\"20230913-114244/v1.14.0-gcb84623\"}",
+                               strcmp(dev.model, "em") == 0 ? "SHEM" : "SHEM-3", dev.password ? "true" : "false");
+    else
+        body = g_strdup_printf("{\"name\":null,\"id\":\"%s\",\"mac\":\"A0B1C2D3E4F5\",\"slot\":1,\"model\":\"%s\","
+                               "\"gen\":2,\"fw_id\":\"20241011-114455/1.4.4-g6d2a586\",\"ver\":\"1.4.4\","
+                               "\"app\":\"%s\",\"auth_en\":%s,\"auth_domain\":\"%s\"%s}",
+                               shelly_id(), strcmp(dev.model, "proem") == 0 ? "SPEM-002CEBEU50" : "SPEM-003CEBEU",
+                               strcmp(dev.model, "proem") == 0 ? "ProEM" : "Pro3EM", dev.password ? "true" : "false",
+                               shelly_id(), strcmp(dev.model, "pro3em") == 0 ? ",\"profile\":\"triphase\"" : "");
+    reply_json(msg, body);
+}
+
+/* Digest authentication as Shelly gen2 does it: RFC 7616, SHA-256, user
+ * admin, realm = the device id, qop auth.  Checked against curl --digest
+ * by the tests before the plugin is checked against it. */
+static gboolean digest_ok(SoupServerMessage *msg)
+{
+    const char *auth = soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "Authorization");
+    if (!auth || g_ascii_strncasecmp(auth, "Digest ", 7) != 0)
+        return FALSE;
+    g_autoptr(GHashTable) p = soup_header_parse_param_list(auth + 7);
+    const char *user = g_hash_table_lookup(p, "username"), *realm = g_hash_table_lookup(p, "realm");
+    const char *nonce = g_hash_table_lookup(p, "nonce"), *uri = g_hash_table_lookup(p, "uri");
+    const char *nc = g_hash_table_lookup(p, "nc"), *cnonce = g_hash_table_lookup(p, "cnonce");
+    const char *qop = g_hash_table_lookup(p, "qop"), *response = g_hash_table_lookup(p, "response");
+    const char *algorithm = g_hash_table_lookup(p, "algorithm");
+    GUri *target = soup_server_message_get_uri(msg);
+    g_autofree char *want_uri = g_strdup_printf("%s%s%s", g_uri_get_path(target), g_uri_get_query(target) ? "?" : "",
+                                                g_uri_get_query(target) ? g_uri_get_query(target) : "");
+    const char *why = NULL;
+    if (!user || !realm || !nonce || !uri || !nc || !cnonce || !qop || !response || !algorithm)
+        why = "a parameter is missing";
+    else if (strcmp(user, "admin") != 0 || strcmp(realm, shelly_id()) != 0)
+        why = "user or realm";
+    else if (g_ascii_strcasecmp(algorithm, "SHA-256") != 0 || strcmp(qop, "auth") != 0)
+        why = "algorithm or qop";
+    else if (!g_hash_table_contains(dev.nonces, nonce))
+        why = "unknown nonce";
+    else if (strcmp(uri, want_uri) != 0)
+        why = "uri";
+    if (!why) {
+        g_autofree char *a1 = g_strdup_printf("admin:%s:%s", realm, dev.password);
+        g_autofree char *a2 = g_strdup_printf("%s:%s", soup_server_message_get_method(msg), uri);
+        g_autofree char *ha1 = g_compute_checksum_for_string(G_CHECKSUM_SHA256, a1, -1);
+        g_autofree char *ha2 = g_compute_checksum_for_string(G_CHECKSUM_SHA256, a2, -1);
+        g_autofree char *kd = g_strdup_printf("%s:%s:%s:%s:%s:%s", ha1, nonce, nc, cnonce, qop, ha2);
+        g_autofree char *expected = g_compute_checksum_for_string(G_CHECKSUM_SHA256, kd, -1);
+        if (g_ascii_strcasecmp(expected, response) != 0)
+            why = "response";
+    }
+    g_printerr("digest %s%s\n", why ? "rejected: " : "ok", why ? why : "");
+    return why == NULL;
+}
+
+static void challenge(SoupServerMessage *msg)
+{
+    g_autofree char *nonce = g_strdup_printf("%08x", g_random_int());
+    g_hash_table_add(dev.nonces, g_strdup(nonce));
+    g_autofree char *header = g_strdup_printf("Digest qop=\"auth\", realm=\"%s\", nonce=\"%s\", algorithm=SHA-256",
+                                              shelly_id(), nonce);
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "WWW-Authenticate", header);
+    reply(msg, SOUP_STATUS_UNAUTHORIZED, "application/json", "{\"code\":401,\"message\":\"unauthorized\"}");
+}
+
+static gboolean misbehave(SoupServerMessage *msg);
+
+/* gen1 /status and gen2 /rpc/<Method>?id=N */
+static void on_shelly_data(SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
+                           gpointer user_data)
+{
+    (void)server, (void)user_data;
+    log_request(msg);
+    if (shelly_gen2() && dev.password && !digest_ok(msg)) {
+        challenge(msg);
+        return;
+    }
+    if (misbehave(msg))
+        return;
+    const char *id = query ? g_hash_table_lookup(query, "id") : NULL;
+    g_autofree char *key = NULL;
+    if (!shelly_gen2() && strcmp(path, "/status") == 0)
+        key = g_strdup("status");
+    else if (shelly_gen2() && strcmp(path, "/rpc/EM.GetStatus") == 0 && g_strcmp0(id, "0") == 0 &&
+             strcmp(dev.model, "pro3em") == 0)
+        key = g_strdup("em");
+    else if (shelly_gen2() && strcmp(path, "/rpc/EMData.GetStatus") == 0 && g_strcmp0(id, "0") == 0 &&
+             strcmp(dev.model, "pro3em") == 0)
+        key = g_strdup("emdata");
+    else if (shelly_gen2() && strcmp(path, "/rpc/EM1.GetStatus") == 0 && id && strcmp(dev.model, "proem") == 0)
+        key = g_strdup_printf("em1.%s", id);
+    else if (shelly_gen2() && strcmp(path, "/rpc/EM1Data.GetStatus") == 0 && id && strcmp(dev.model, "proem") == 0)
+        key = g_strdup_printf("em1data.%s", id);
+    JsonNode *node = key ? g_hash_table_lookup(dev.values, key) : NULL;
+    if (!node || (strcmp(dev.model, "proem") == 0 && id && atoi(id) > 1)) {
+        reply(msg, SOUP_STATUS_NOT_FOUND, "application/json", "{\"code\":-105,\"message\":\"Argument 'id' invalid\"}");
+        return;
+    }
+    g_autofree char *body = json_to_string(node, FALSE);
+    if (dev.mode == MODE_TRUNCATED)
+        body[strlen(body) / 2] = '\0';
+    reply_json(msg, body);
 }
 
 /* ---- main ---------------------------------------------------------------------------- */
@@ -715,6 +942,20 @@ int main(int argc, char **argv)
             g_object_unref(domain);
         }
     }
+    if (dev.shelly) {
+        shelly_init();
+        dev.nonces = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        soup_server_add_handler(dev.server, "/shelly", on_shelly, NULL, NULL);
+        soup_server_add_handler(dev.server, "/status", on_shelly_data, NULL, NULL);
+        soup_server_add_handler(dev.server, "/rpc", on_shelly_data, NULL, NULL);
+        if (dev.password && !shelly_gen2()) { /* gen1: Basic (section 2.1) */
+            SoupAuthDomain *domain = soup_auth_domain_basic_new("realm", "shelly", NULL);
+            soup_auth_domain_basic_set_auth_callback(domain, basic_auth, NULL, NULL);
+            soup_auth_domain_add_path(domain, "/status");
+            soup_server_add_auth_domain(dev.server, domain);
+            g_object_unref(domain);
+        }
+    }
     if (!soup_server_listen_local(dev.server, (guint)port, SOUP_SERVER_LISTEN_IPV4_ONLY, &error)) {
         g_printerr("http-device: %s\n", error->message);
         return 1;
@@ -751,5 +992,9 @@ int main(int argc, char **argv)
     g_ptr_array_unref(dev.inverters);
     g_free(dev.model);
     g_free(dev.password);
+    if (dev.values)
+        g_hash_table_unref(dev.values);
+    if (dev.nonces)
+        g_hash_table_unref(dev.nonces);
     return 0;
 }
