@@ -363,6 +363,74 @@ static void test_power(void)
     wbt_broker_stop(broker);
 }
 
+/* ---- the main loop never waits for the device -------------------------------------------- */
+
+/* While the OpenDTU stalls for 10 s (the request outstanding: timeout
+ * 15 s), a replay source in the same daemon feeds an emulated DTSU666 on
+ * Modbus TCP a new value every 100 ms; mbpoll, polling every 200 ms, must
+ * see the served value change at least 30 times, and host/main-loop-lag
+ * stays below 1 s.  (Latency belongs to the benchmarks.) */
+static void test_main_loop(void)
+{
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    GString *trace = g_string_new("time,pv/power\n");
+    for (guint i = 0; i < 600; i++)
+        g_string_append_printf(trace, "00:%02u:%02u,%u\n", i / 60, i % 60, 1000 + i);
+    g_autofree char *tpath = wbt_scratch_write(s, "trace.csv", "%s", trace->str);
+    g_string_free(trace, TRUE);
+    g_free(wbt_scratch_conf(s, "10-trace.conf", "[trace]\nplugin = replay\ntrace = %s\nspeed = 10\n", tpath));
+    g_free(wbt_scratch_conf(s, "11-meter.conf", "[meter]\nplugin = dtsu666\ntransport = tcp\nport = 0\nmax-age = 1s\n"
+                                                "phases = 1\npoint.power = trace/pv/power\n"));
+    WbtHttpDevice *h = dtu_start("f3", NULL);
+    wbt_http_device_command(h, "mode stall 10000");
+    g_free(wbt_scratch_conf(s, "20-dtu.conf", "[dtu]\nplugin = opendtu\nurl = %s\npoll-interval = 100ms\n"
+                                              "timeout = 15s\n", h->url));
+    g_free(wbt_scratch_conf(s, "90-rec.conf", "[rec]\nplugin = recorder\npattern = host/main-loop-lag\n"));
+    g_free(wbt_scratch_conf(s, "91-rec.conf", "[rec-dtu]\nplugin = recorder\npattern = dtu/#\n"));
+    WbtDaemon *d = wbt_scratch_daemon(s);
+    g_autofree char *target = wbt_daemon_tcp_target(d, "meter");
+    /* the stall has begun: the first poll is outstanding */
+    wbt_daemon_expect_log(h->proc, "^GET /api/livedata/status$", 5000);
+    gint64 start = g_get_monotonic_time(), end = start + 9 * G_USEC_PER_SEC;
+    guint changes = 0, reads = 0;
+    guint16 last[2] = {0, 0};
+    while (g_get_monotonic_time() < end) {
+        gint64 next = g_get_monotonic_time() + 200000;
+        g_autoptr(WbtRead) r = wbt_mbpoll_read(target, 1, 3, 0x2012, 2);
+        g_assert_true(r->ok);
+        guint16 w[2] = {g_array_index(r->words, guint16, 0), g_array_index(r->words, guint16, 1)};
+        if (reads++ && (w[0] != last[0] || w[1] != last[1]))
+            changes++;
+        memcpy(last, w, sizeof last);
+        while (g_get_monotonic_time() < next)
+            wbt_sleep(5);
+    }
+    /* the device still had not answered the first poll */
+    g_assert_cmpuint(wbt_daemon_count_log(h->proc, "^GET /api/livedata/status"), ==, 1);
+    g_assert_cmpuint(wbt_daemon_count_point(d, "dtu/" SERIAL "/power"), ==, 0);
+    if (changes < 30)
+        g_error("mbpoll saw the served power change %u times in %u reads during the stall, expected >= 30", changes,
+                reads);
+    /* every lag reported during the stall: below 1 s */
+    g_autofree char *log = wbt_daemon_log(d);
+    g_autoptr(GRegex) re = g_regex_new("point host/main-loop-lag = ([0-9.e-]+)", 0, 0, NULL);
+    g_autoptr(GMatchInfo) info = NULL;
+    guint lags = 0;
+    g_regex_match(re, log, 0, &info);
+    while (g_match_info_matches(info)) {
+        g_autofree char *v = g_match_info_fetch(info, 1);
+        g_assert_cmpfloat(g_ascii_strtod(v, NULL), <, 1.0);
+        lags++;
+        g_match_info_next(info, NULL);
+    }
+    g_assert_cmpuint(lags, >=, 8);
+    /* and when the stall ends, the inverter's values arrive */
+    wbt_http_device_command(h, "mode ok");
+    wbt_daemon_expect_point(d, "dtu/" SERIAL "/power", 312.5, 1e-9, 5000);
+    wbt_daemon_stop(d);
+    wbt_http_device_stop(h);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -378,5 +446,6 @@ int main(int argc, char **argv)
     g_test_add_func("/opendtu/limit", test_limit);
     g_test_add_func("/opendtu/limit-password", test_limit_password);
     g_test_add_func("/opendtu/power", test_power);
+    g_test_add_func("/opendtu/main-loop", test_main_loop);
     return g_test_run();
 }
