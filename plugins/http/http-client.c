@@ -105,7 +105,7 @@ static gboolean on_authenticate(SoupMessage *msg, SoupAuth *auth, gboolean retry
     return TRUE;
 }
 
-static SoupMessage *message_new(HttpClient *client, SoupMessage *msg)
+SoupMessage *http_client_prepare(HttpClient *client, SoupMessage *msg)
 {
     if (client->password) {
         g_autoptr(SoupAuth) auth = soup_auth_new(SOUP_TYPE_AUTH_BASIC, msg, "Basic realm=\"wattbridge\"");
@@ -222,7 +222,7 @@ static void send_async(HttpClient *client, SoupMessage *msg, HttpDoneFunc done, 
     HttpRequest *r = g_new0(HttpRequest, 1);
     r->destroy = destroy;
     r->client = client;
-    r->msg = message_new(client, msg);
+    r->msg = http_client_prepare(client, msg);
     r->cancel = g_cancellable_new();
     r->done = done;
     r->user_data = user_data;
@@ -271,7 +271,7 @@ void http_client_post_form(HttpClient *client, const char *path, const char *fie
 JsonNode *http_client_post_form_sync(HttpClient *client, const char *path, const char *field, const char *value,
                                      GError **error)
 {
-    g_autoptr(SoupMessage) msg = message_new(client, form_message(client, path, field, value));
+    g_autoptr(SoupMessage) msg = http_client_prepare(client, form_message(client, path, field, value));
     /* the session's own timeout, whole seconds: this is the one blocking call */
     g_object_set(client->session, "timeout", (guint)MAX(1, (client->timeout + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC),
                  NULL);

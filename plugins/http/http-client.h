@@ -65,6 +65,10 @@ void http_client_cancel(HttpClient *client);
 /* Cancels, then frees; may be called again. */
 void http_client_clear(HttpClient *client);
 
+/* Gives @msg (a message to the device, e.g. a websocket handshake) the
+ * client's credentials; returns @msg. */
+SoupMessage *http_client_prepare(HttpClient *client, SoupMessage *msg);
+
 /* GET @path_and_query (relative to the url); @done runs on the main
  * context once, unless the client is cleared first.  @headers: extra
  * request headers "Name", "value", ..., NULL-terminated, or NULL. */

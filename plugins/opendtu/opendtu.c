@@ -104,10 +104,29 @@ typedef struct Dtu {
     double tolerance;     /* % */
     gboolean have_commands;
     gboolean unknown_warned;
+    /* the /livedata websocket */
+    gboolean use_websocket;
+    gint64 ws_idle;       /* us */
+    gint64 ws_retry;      /* us */
+    SoupWebsocketConnection *ws;
+    struct WsConnect *connecting;
+    WbTimer *ws_idle_timer;
+    WbTimer *ws_retry_timer;
+    char *ws_failure;     /* the reason last logged */
+    gboolean in_frame;    /* handling a websocket frame */
 } Dtu;
+
+static const char *const websocket_names[] = {"auto", "off", NULL};
 
 static const WbOptionSpec options[] = {
     HTTP_CLIENT_OPTIONS,
+    {.name = "websocket", .type = WB_OPTION_ENUM, .default_value = "auto", .values = websocket_names,
+     .help = "auto: follow the /livedata websocket when the OpenDTU has it, polling when not; off: always poll"},
+    {.name = "websocket-idle", .type = WB_OPTION_DURATION, .default_value = "25s", .min = 0.05, .max = 3600,
+     .unit = "s", .help = "No frame for this long (OpenDTU sends one per inverter at least every 10 s): the "
+                          "websocket is dropped and polling takes over"},
+    {.name = "websocket-retry", .type = WB_OPTION_DURATION, .default_value = "60s", .min = 0.05, .max = 86400,
+     .unit = "s", .help = "How long to poll before trying the websocket again after it failed"},
     {.name = "password", .type = WB_OPTION_STRING, .flags = WB_OPTION_SECRET,
      .help = "The OpenDTU admin password: needed for limits and power commands, and for reading when "
              "read-only access is off (never logged; keep the file readable by root and the service user only)"},
@@ -705,6 +724,8 @@ static gboolean handle_inverter(Dtu *d, JsonObject *o, gboolean details, GError 
         return TRUE;
     gboolean has_channels = json_object_has_member(o, "AC") || json_object_has_member(o, "0");
     if (!has_channels) {
+        if (d->in_frame)
+            return TRUE; /* a frame without statistics: nothing to read later */
         if (details) {
             g_set_error(error, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "?inv=%s has no channel data", serial);
             return FALSE;
@@ -741,6 +762,7 @@ static void on_details(HttpClient *client, SoupMessage *msg, JsonNode *root, con
         g_set_error(&problem, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "?inv= did not answer with one inverter");
     else
         handle_inverter(d, json_array_get_object_element(a, 0), TRUE, &problem);
+    d->in_frame = FALSE;
     if (problem) {
         fail_cycle(d, problem->message);
         statistics_done(d);
@@ -761,13 +783,11 @@ static void read_details(Dtu *d)
     http_client_get(&d->http, path, NULL, on_details, d);
 }
 
-static void on_livedata(HttpClient *client, SoupMessage *msg, JsonNode *root, const GError *error,
-                        gpointer user_data)
+/* A /api/livedata/status answer, or a websocket @frame with some of the
+ * inverters (merged by serial; the era is the web API's, not told by a
+ * frame). */
+static gboolean handle_livedata(Dtu *d, JsonNode *root, gboolean frame, GError **error)
 {
-    (void)client;
-    Dtu *d = user_data;
-    if (answer_failed(d, msg, error, statistics_done))
-        return;
     JsonArray *list = NULL;
     int era = ERA_UNKNOWN;
     if (JSON_NODE_HOLDS_ARRAY(root)) {
@@ -778,28 +798,42 @@ static void on_livedata(HttpClient *client, SoupMessage *msg, JsonNode *root, co
         list = n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
     }
     if (!list) {
-        fail_cycle(d, "the answer has no \"inverters\" list");
-        statistics_done(d);
-        return;
+        g_set_error(error, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "the answer has no \"inverters\" list");
+        return FALSE;
     }
-    for (guint i = 0; i < d->inverters->len; i++)
-        ((Inverter *)g_ptr_array_index(d->inverters, i))->present = FALSE;
-    g_ptr_array_set_size(d->details, 0);
-    g_autoptr(GError) problem = NULL;
-    for (guint i = 0; i < json_array_get_length(list) && !problem; i++) {
+    if (!frame) {
+        for (guint i = 0; i < d->inverters->len; i++)
+            ((Inverter *)g_ptr_array_index(d->inverters, i))->present = FALSE;
+        g_ptr_array_set_size(d->details, 0);
+    }
+    d->in_frame = frame;
+    for (guint i = 0; i < json_array_get_length(list); i++) {
         JsonNode *n = json_array_get_element(list, i);
         if (!JSON_NODE_HOLDS_OBJECT(n)) {
-            g_set_error(&problem, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "an inverter that is not an object");
-            break;
+            g_set_error(error, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "an inverter that is not an object");
+            return FALSE;
         }
         JsonObject *o = json_node_get_object(n);
         if (era != ERA_F0)
             era = json_object_has_member(o, "AC") ? ERA_F2 : json_object_has_member(o, "0") ? ERA_F1 : ERA_F3;
-        handle_inverter(d, o, FALSE, &problem);
+        if (!handle_inverter(d, o, FALSE, error))
+            return FALSE;
     }
-    if (era != ERA_UNKNOWN && !problem)
+    d->in_frame = FALSE;
+    if (era != ERA_UNKNOWN && !frame)
         set_era(d, era);
-    if (problem) {
+    return TRUE;
+}
+
+static void on_livedata(HttpClient *client, SoupMessage *msg, JsonNode *root, const GError *error,
+                        gpointer user_data)
+{
+    (void)client;
+    Dtu *d = user_data;
+    if (answer_failed(d, msg, error, statistics_done))
+        return;
+    g_autoptr(GError) problem = NULL;
+    if (!handle_livedata(d, root, FALSE, &problem)) {
         fail_cycle(d, problem->message);
         statistics_done(d);
         return;
@@ -807,10 +841,146 @@ static void on_livedata(HttpClient *client, SoupMessage *msg, JsonNode *root, co
     read_details(d);
 }
 
+/* ---- the /livedata websocket (section 1.4) ------------------------------------------------ */
+
+/* OpenDTU pushes a frame per inverter when it has new statistics, and
+ * again every 10 s without; while the websocket is open it replaces
+ * polling /api/livedata/status (limits are still polled).  A frame's
+ * sample time is its arrival minus data_age_ms; frames travel with some
+ * delay of their own, so a sample moves only when that time moves by
+ * more than the granularity plus this. */
+#define WS_TRANSIT_ALLOWANCE (100 * 1000)
+
+typedef struct WsConnect {
+    Dtu *d; /* NULL once the instance stopped */
+    GCancellable *cancel;
+} WsConnect;
+
+static void ws_connect(Dtu *d);
+
+static void ws_failed(Dtu *d, const char *reason)
+{
+    if (g_strcmp0(reason, d->ws_failure) != 0)
+        wb_log(d->inst, WB_LOG_NOTICE, "websocket %s/livedata: %s; polling every %.3g s, trying it again in %.3g s",
+               d->http.base, reason, (double)d->http.interval / G_USEC_PER_SEC,
+               (double)d->ws_retry / G_USEC_PER_SEC);
+    remember(&d->ws_failure, reason);
+    wb_timer_start(d->ws_retry_timer, (guint)MAX(1, d->ws_retry / 1000), FALSE);
+}
+
+static void ws_drop(Dtu *d)
+{
+    if (!d->ws)
+        return;
+    g_signal_handlers_disconnect_by_data(d->ws, d);
+    if (soup_websocket_connection_get_state(d->ws) == SOUP_WEBSOCKET_STATE_OPEN)
+        soup_websocket_connection_close(d->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
+    g_clear_object(&d->ws);
+    wb_timer_stop(d->ws_idle_timer);
+}
+
+static void on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *message, gpointer user_data)
+{
+    (void)ws;
+    Dtu *d = user_data;
+    wb_timer_start(d->ws_idle_timer, (guint)MAX(1, d->ws_idle / 1000), FALSE);
+    if (type != SOUP_WEBSOCKET_DATA_TEXT)
+        return;
+    gsize len;
+    const char *data = g_bytes_get_data(message, &len);
+    g_autoptr(JsonParser) parser = json_parser_new_immutable();
+    g_autoptr(GError) error = NULL;
+    d->http.answered_at = g_get_real_time();
+    d->http.sent_at = d->http.answered_at - WS_TRANSIT_ALLOWANCE;
+    if (!json_parser_load_from_data(parser, data, (gssize)len, &error) ||
+        !handle_livedata(d, json_parser_get_root(parser), TRUE, &error)) {
+        d->in_frame = FALSE;
+        wb_log_ratelimited(d->inst, WB_LOG_WARNING, "ws-frame", "a /livedata frame is no good: %s", error->message);
+    }
+}
+
+static void on_ws_closed(SoupWebsocketConnection *ws, gpointer user_data)
+{
+    Dtu *d = user_data;
+    g_autofree char *reason = g_strdup_printf("closed by the device (code %u)", soup_websocket_connection_get_close_code(ws));
+    ws_drop(d);
+    ws_failed(d, reason);
+}
+
+static void on_ws_idle(gpointer user_data)
+{
+    Dtu *d = user_data;
+    g_autofree char *reason = g_strdup_printf("no frame for %.3g s", (double)d->ws_idle / G_USEC_PER_SEC);
+    ws_drop(d);
+    ws_failed(d, reason);
+}
+
+static void on_ws_connected(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    WsConnect *c = user_data;
+    g_autoptr(GError) error = NULL;
+    SoupWebsocketConnection *ws = soup_session_websocket_connect_finish(SOUP_SESSION(source), result, &error);
+    Dtu *d = c->d;
+    g_object_unref(c->cancel);
+    g_free(c);
+    if (!d) { /* stopped meanwhile */
+        g_clear_object(&ws);
+        return;
+    }
+    d->connecting = NULL;
+    if (!ws) {
+        ws_failed(d, error->message);
+        return;
+    }
+    d->ws = ws;
+    soup_websocket_connection_set_keepalive_interval(ws, 0);
+    g_signal_connect(ws, "message", G_CALLBACK(on_ws_message), d);
+    g_signal_connect(ws, "closed", G_CALLBACK(on_ws_closed), d);
+    wb_timer_start(d->ws_idle_timer, (guint)MAX(1, d->ws_idle / 1000), FALSE);
+    wb_log(d->inst, WB_LOG_NOTICE, "following %s/livedata over a websocket%s", d->http.base,
+           d->have_commands ? " (the limits' state is still polled)" : "");
+    g_clear_pointer(&d->ws_failure, g_free);
+}
+
+static void ws_connect(Dtu *d)
+{
+    if (d->ws || d->connecting)
+        return;
+    g_autofree char *url = g_str_has_prefix(d->http.base, "https:") ? g_strconcat("wss", d->http.base + 5, "/livedata", NULL)
+                                                                    : g_strconcat("ws", d->http.base + 4, "/livedata", NULL);
+    SoupMessage *msg = http_client_prepare(&d->http, soup_message_new(SOUP_METHOD_GET, url));
+    WsConnect *c = g_new0(WsConnect, 1);
+    c->d = d;
+    c->cancel = g_cancellable_new();
+    d->connecting = c;
+    soup_session_websocket_connect_async(d->http.session, msg, NULL, NULL, G_PRIORITY_DEFAULT, c->cancel,
+                                         on_ws_connected, c);
+    g_object_unref(msg);
+}
+
+static void on_ws_retry(gpointer user_data)
+{
+    ws_connect(user_data);
+}
+
+static void ws_stop(Dtu *d)
+{
+    if (d->connecting) {
+        d->connecting->d = NULL;
+        g_cancellable_cancel(d->connecting->cancel);
+        d->connecting = NULL;
+    }
+    ws_drop(d);
+}
+
 static void poll_dtu(HttpClient *client, gpointer user_data)
 {
     (void)client;
     Dtu *d = user_data;
+    if (d->ws) { /* the websocket brings the statistics */
+        statistics_done(d);
+        return;
+    }
     http_client_get(&d->http, "/api/livedata/status", NULL, on_livedata, d);
 }
 
@@ -853,6 +1023,8 @@ static void on_input_batch_end(gpointer user_data)
 
 static void dtu_free(Dtu *d)
 {
+    ws_stop(d);
+    g_free(d->ws_failure);
     http_client_clear(&d->http);
     if (d->aliases)
         g_hash_table_unref(d->aliases);
@@ -919,6 +1091,9 @@ static gboolean dtu_create(WbInstance *instance, const WbConfig *config, gpointe
     d->setpoint_max_age = wb_config_get_duration(config, "setpoint-max-age");
     d->limit_timeout = wb_config_get_duration(config, "limit-timeout");
     d->tolerance = wb_config_get_double(config, "limit-tolerance");
+    d->use_websocket = wb_config_get_enum(config, "websocket") == 0;
+    d->ws_idle = wb_config_get_duration(config, "websocket-idle");
+    d->ws_retry = wb_config_get_duration(config, "websocket-retry");
     static const char *const families[] = {"limit.", "power.", "restart."};
     for (guint f = 0; f < G_N_ELEMENTS(families); f++) {
         for (const char *const *key = wb_config_get_family(config, families[f]); *key; key++) {
@@ -965,6 +1140,10 @@ static gboolean dtu_start(gpointer state, GError **error)
                 wb_subscription_add_pattern(sub, inputs[k]->point);
         }
     }
+    d->ws_idle_timer = wb_timer_new(d->inst, on_ws_idle, d);
+    d->ws_retry_timer = wb_timer_new(d->inst, on_ws_retry, d);
+    if (d->use_websocket)
+        ws_connect(d);
     http_client_start_polling(&d->http, poll_dtu, d);
     return TRUE;
 }
@@ -974,6 +1153,10 @@ static gboolean dtu_start(gpointer state, GError **error)
 static void dtu_stop(gpointer state)
 {
     Dtu *d = state;
+    ws_stop(d);
+    wb_timer_free(d->ws_idle_timer);
+    wb_timer_free(d->ws_retry_timer);
+    d->ws_idle_timer = d->ws_retry_timer = NULL;
     http_client_cancel(&d->http);
     for (guint i = 0; i < d->inverters->len; i++) {
         Inverter *inv = g_ptr_array_index(d->inverters, i);

@@ -363,6 +363,72 @@ static void test_power(void)
     wbt_broker_stop(broker);
 }
 
+/* ---- the /livedata websocket ------------------------------------------------------------------ */
+
+static void test_websocket(void)
+{
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    /* frames without new statistics every 300 ms (10 s on a device) */
+    WbtHttpDevice *h = wbt_http_device_start("opendtu", "--websocket", "--ws-repeat-ms=300", SERIAL, SHED, NULL);
+    dtu_conf(s, h, "websocket-idle = 2s\nwebsocket-retry = 500ms\n");
+    g_free(wbt_scratch_conf(s, "90-rec.conf", "[rec]\nplugin = recorder\npattern = dtu/#\n"));
+    WbtDaemon *d = wbt_scratch_daemon(s);
+    g_autofree char *following = g_strdup_printf("following http://127.0.0.1:%u/livedata over a websocket", h->port);
+    wbt_daemon_expect_log(d, following, 5000);
+    wbt_daemon_expect_log(h->proc, "^websocket connected$", 1000);
+    check_sample_1_3b(d, SERIAL);
+    check_sample_1_3b(d, "shed");
+
+    /* the websocket replaces polling /api/livedata/status */
+    wbt_sleep(300);
+    guint gets = wbt_daemon_count_log(h->proc, "^GET /api/livedata/status");
+    guint frames = wbt_daemon_count_log(h->proc, "^frame " SERIAL "$");
+    guint samples = wbt_daemon_count_point(d, "dtu/" SERIAL "/power");
+    wbt_sleep(1200);
+    g_assert_cmpuint(wbt_daemon_count_log(h->proc, "^GET /api/livedata/status"), ==, gets);
+    /* repeated frames without new statistics are not new samples */
+    g_assert_cmpuint(wbt_daemon_count_log(h->proc, "^frame " SERIAL "$"), >=, frames + 3);
+    g_assert_cmpuint(wbt_daemon_count_point(d, "dtu/" SERIAL "/power"), ==, samples);
+    /* new statistics are pushed, merged by serial */
+    wbt_http_device_command(h, "update " SERIAL " AC.Power=444");
+    wbt_daemon_expect_point(d, "dtu/" SERIAL "/power", 444, 1e-9, 1000);
+    wbt_daemon_expect_point(d, "dtu/shed/power", 312.5, 1e-9, 1000);
+
+    /* the device closes it: polling takes over, then the websocket again */
+    wbt_http_device_command(h, "ws-close");
+    wbt_daemon_expect_log(d, "websocket http://127\\.0\\.0\\.1:[0-9]+/livedata: closed by the device", 3000);
+    wbt_daemon_expect_log(h->proc, "^GET /api/livedata/status", 1000);
+    wbt_http_device_command(h, "update " SERIAL " AC.Power=555");
+    wbt_daemon_expect_point(d, "dtu/" SERIAL "/power", 555, 1e-9, 3000);
+    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    while (wbt_daemon_count_log(d, following) < 2 && g_get_monotonic_time() < end)
+        wbt_sleep(50);
+    g_assert_cmpuint(wbt_daemon_count_log(d, following), ==, 2);
+    wbt_daemon_stop(d);
+    wbt_http_device_stop(h);
+}
+
+/* With read-only access off, the websocket wants the password in a
+ * digest (realm "live websocket"): libsoup answers it. */
+static void test_websocket_digest(void)
+{
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    WbtHttpDevice *h = wbt_http_device_start("opendtu", "--websocket", "--password=pw", "--auth-read", SERIAL, NULL);
+    /* statistics of a while ago: the update below is a new sample however
+     * fast this runs (samples closer than the frames' transit allowance,
+     * 100 ms, are one) */
+    wbt_http_device_command(h, "age " SERIAL " 5000");
+    dtu_conf(s, h, "password = pw\n");
+    g_free(wbt_scratch_conf(s, "90-rec.conf", "[rec]\nplugin = recorder\npattern = dtu/" SERIAL "/power\n"));
+    WbtDaemon *d = wbt_scratch_daemon(s);
+    wbt_daemon_expect_log(d, "over a websocket", 5000);
+    wbt_daemon_expect_log(h->proc, "^websocket connected$", 1000);
+    wbt_http_device_command(h, "update " SERIAL " AC.Power=123.4");
+    wbt_daemon_expect_point(d, "dtu/" SERIAL "/power", 123.4, 1e-9, 2000);
+    wbt_daemon_stop(d);
+    wbt_http_device_stop(h);
+}
+
 /* ---- the main loop never waits for the device -------------------------------------------- */
 
 /* While the OpenDTU stalls for 10 s (the request outstanding: timeout
@@ -447,5 +513,7 @@ int main(int argc, char **argv)
     g_test_add_func("/opendtu/limit-password", test_limit_password);
     g_test_add_func("/opendtu/power", test_power);
     g_test_add_func("/opendtu/main-loop", test_main_loop);
+    g_test_add_func("/opendtu/websocket", test_websocket);
+    g_test_add_func("/opendtu/websocket-digest", test_websocket_digest);
     return g_test_run();
 }

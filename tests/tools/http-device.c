@@ -4,7 +4,8 @@
  * section 2), which cites the firmware sources they were taken from.
  *
  *   http-device opendtu [--era f0|f1|f2|f3] [--no-data-age-ms] [--password PW]
- *                       [--auth-read] [--pending-ms N] [--stats-ms N] [--port N] SERIAL...
+ *                       [--auth-read] [--pending-ms N] [--stats-ms N] [--port N]
+ *                       [--websocket] [--ws-repeat-ms N] SERIAL...
  *   http-device shelly  --model em|3em|pro3em|proem [--password PW] [--port N]
  *
  * It prints "ready <port>" on stdout once it listens, then reads commands
@@ -15,6 +16,7 @@
  *   mode ok|401|429 S|garbage|truncated|missing|stall MS
  *                                 how the next data requests are answered
  *   limit-result ok|failure|hold  how the next limit commands end
+ *   ws-close                      close the /livedata websockets
  *   shelly KEY=VALUE...           Shelly values (see shelly_set())
  * KEYS of an inverter: AC.<field>, DC<n>.<field>, INV.<field> (OpenDTU's
  * field names, "Power DC" written Power_DC), reachable, producing,
@@ -54,6 +56,8 @@ typedef struct {
     gboolean reachable, producing;
     double limit_relative, max_power;
     gint64 stats_time; /* g_get_real_time() of the last statistics */
+    gint64 frame_stats;  /* the statistics' time the last websocket frame had */
+    gint64 frame_time;   /* when that frame went out (monotonic) */
     const char *limit_status, *power_status;
     double pending_relative; /* what the pending limit command sets */
     gboolean pending_power, pending_power_value;
@@ -73,6 +77,8 @@ typedef struct {
     gboolean auth_read;
     guint pending_ms;
     GPtrArray *inverters;  /* Inverter* */
+    GPtrArray *sockets;    /* SoupWebsocketConnection*: /livedata clients */
+    guint ws_repeat_ms;
     int mode;
     guint mode_arg;
     int limit_result;      /* 0 ok, 1 failure, 2 hold pending */
@@ -568,6 +574,9 @@ static gboolean set_inverter_value(Inverter *inv, const char *key, const char *v
     return TRUE;
 }
 
+static void push_frames(gboolean all);
+static void on_ws_closed(SoupWebsocketConnection *ws, gpointer data);
+
 static gboolean opendtu_command(char **words, GError **error)
 {
     if (strcmp(words[0], "mode") == 0 && words[1]) {
@@ -579,6 +588,14 @@ static gboolean opendtu_command(char **words, GError **error)
                 return TRUE;
             }
         }
+    } else if (strcmp(words[0], "ws-close") == 0) {
+        while (dev.sockets->len) {
+            SoupWebsocketConnection *ws = g_ptr_array_steal_index(dev.sockets, 0);
+            g_signal_handlers_disconnect_by_func(ws, on_ws_closed, NULL);
+            soup_websocket_connection_close(ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, "test");
+            g_object_unref(ws);
+        }
+        return TRUE;
     } else if (strcmp(words[0], "limit-result") == 0 && words[1]) {
         dev.limit_result = strcmp(words[1], "failure") == 0 ? 1 : strcmp(words[1], "hold") == 0 ? 2 : 0;
         return TRUE;
@@ -602,12 +619,73 @@ static gboolean opendtu_command(char **words, GError **error)
             if (!set_inverter_value(inv, kv[0], kv[1], error))
                 return FALSE;
         }
-        if (words[0][0] == 'u')
+        if (words[0][0] == 'u') {
             inv->stats_time = g_get_real_time();
+            if (dev.sockets->len)
+                push_frames(FALSE);
+        }
         return TRUE;
     }
     g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "unknown command");
     return FALSE;
+}
+
+/* ---- the /livedata websocket (section 1.4) ------------------------------------------- */
+
+/* One frame per inverter with new statistics, or whose last frame is
+ * ws-repeat-ms old (10 s on the device); F3 frames carry one inverter,
+ * older eras all of them. */
+static void push_frames(gboolean all)
+{
+    gint64 now = g_get_monotonic_time();
+    for (guint i = 0; i < dev.inverters->len; i++) {
+        Inverter *inv = g_ptr_array_index(dev.inverters, i);
+        if (!all && inv->frame_stats == inv->stats_time && now - inv->frame_time < (gint64)dev.ws_repeat_ms * 1000)
+            continue;
+        inv->frame_stats = inv->stats_time;
+        inv->frame_time = now;
+        g_autofree char *frame = livedata(dev.era == 3 ? inv->serial : NULL);
+        for (guint k = 0; k < dev.sockets->len; k++) {
+            SoupWebsocketConnection *ws = g_ptr_array_index(dev.sockets, k);
+            if (soup_websocket_connection_get_state(ws) == SOUP_WEBSOCKET_STATE_OPEN)
+                soup_websocket_connection_send_text(ws, frame);
+        }
+        g_printerr("frame %s\n", dev.era == 3 ? inv->serial : "all");
+        if (dev.era != 3)
+            break;
+    }
+}
+
+static gboolean on_frame_tick(gpointer data)
+{
+    (void)data;
+    if (dev.sockets->len)
+        push_frames(FALSE);
+    return G_SOURCE_CONTINUE;
+}
+
+static void on_ws_closed(SoupWebsocketConnection *ws, gpointer data)
+{
+    (void)data;
+    g_ptr_array_remove(dev.sockets, ws);
+}
+
+static void on_websocket(SoupServer *server, SoupServerMessage *msg, const char *path,
+                         SoupWebsocketConnection *ws, gpointer user_data)
+{
+    (void)server, (void)msg, (void)path, (void)user_data;
+    g_printerr("websocket connected\n");
+    g_ptr_array_add(dev.sockets, g_object_ref(ws));
+    g_signal_connect(ws, "closed", G_CALLBACK(on_ws_closed), NULL);
+    push_frames(TRUE);
+}
+
+static char *digest_password(SoupAuthDomain *domain, SoupServerMessage *msg, const char *username, gpointer data)
+{
+    (void)msg, (void)data;
+    if (strcmp(username, "admin") != 0)
+        return NULL;
+    return soup_auth_domain_digest_encode_password(username, soup_auth_domain_get_realm(domain), dev.password);
 }
 
 /* ---- stdin commands ------------------------------------------------------------ */
@@ -892,6 +970,8 @@ int main(int argc, char **argv)
     int port = 0;
     int pending_ms = 300;
     int stats_ms = 0;
+    int ws_repeat_ms = 10000;
+    gboolean websocket = FALSE;
     GOptionEntry entries[] = {
         {"era", 0, 0, G_OPTION_ARG_STRING, &era, "OpenDTU response era: f0, f1, f2 or f3 (default)", "ERA"},
         {"no-data-age-ms", 0, 0, G_OPTION_ARG_NONE, &no_ms, "f3 before March 2025: data_age only", NULL},
@@ -899,6 +979,8 @@ int main(int argc, char **argv)
         {"auth-read", 0, 0, G_OPTION_ARG_NONE, &dev.auth_read, "Read-only access off: GETs need it too", NULL},
         {"pending-ms", 0, 0, G_OPTION_ARG_INT, &pending_ms, "How long a command stays Pending", "MS"},
         {"stats-ms", 0, 0, G_OPTION_ARG_INT, &stats_ms, "Reachable inverters get new statistics this often", "MS"},
+        {"websocket", 0, 0, G_OPTION_ARG_NONE, &websocket, "Serve the /livedata websocket", NULL},
+        {"ws-repeat-ms", 0, 0, G_OPTION_ARG_INT, &ws_repeat_ms, "Frames without new statistics this often", "MS"},
         {"model", 0, 0, G_OPTION_ARG_STRING, &model, "Shelly model: em, 3em, pro3em, proem", "MODEL"},
         {"port", 0, 0, G_OPTION_ARG_INT, &port, "Port to listen on (default: any free one)", "N"},
         {NULL},
@@ -916,6 +998,8 @@ int main(int argc, char **argv)
     dev.pending_ms = (guint)pending_ms;
     dev.model = g_strdup(model ? model : "pro3em");
     dev.inverters = g_ptr_array_new();
+    dev.sockets = g_ptr_array_new_with_free_func(g_object_unref);
+    dev.ws_repeat_ms = (guint)ws_repeat_ms;
     for (int i = 2; i < argc; i++) {
         Inverter *inv = g_new0(Inverter, 1);
         inverter_init(inv, argv[i]);
@@ -928,6 +1012,18 @@ int main(int argc, char **argv)
         soup_server_add_handler(dev.server, "/api/power/config", on_power_config, NULL, NULL);
         soup_server_add_handler(dev.server, "/api/limit/status", on_status, GINT_TO_POINTER(1), NULL);
         soup_server_add_handler(dev.server, "/api/power/status", on_status, GINT_TO_POINTER(0), NULL);
+        if (websocket) {
+            soup_server_add_websocket_handler(dev.server, "/livedata", NULL, NULL, on_websocket, NULL, NULL);
+            g_timeout_add(100, on_frame_tick, NULL);
+        }
+        if (dev.password && dev.auth_read && websocket) {
+            /* the websocket's own digest, realm "live websocket" (commit ebb225f6) */
+            SoupAuthDomain *domain = soup_auth_domain_digest_new("realm", "live websocket", NULL);
+            soup_auth_domain_digest_set_auth_callback(domain, digest_password, NULL, NULL);
+            soup_auth_domain_add_path(domain, "/livedata");
+            soup_server_add_auth_domain(dev.server, domain);
+            g_object_unref(domain);
+        }
         if (dev.password) {
             SoupAuthDomain *domain = soup_auth_domain_basic_new("realm", "Login Required", NULL);
             soup_auth_domain_basic_set_auth_callback(domain, basic_auth, NULL, NULL);
@@ -990,6 +1086,7 @@ int main(int argc, char **argv)
         g_free(inv);
     }
     g_ptr_array_unref(dev.inverters);
+    g_ptr_array_unref(dev.sockets);
     g_free(dev.model);
     g_free(dev.password);
     if (dev.values)
