@@ -22,24 +22,8 @@
 #define env wbt_env
 
 /* A daemon without --verbose (logging is part of what costs). */
-static WbtDaemon *quiet_daemon(WbtScratch *s)
-{
-    g_autofree char *data = g_build_filename(env("WB_TEST_SRCDIR"), "data", NULL);
-    const char *argv[] = {env("WB_TEST_DAEMON"), "--config-dir", s->confdir, "--plugin-dir", env("WB_TEST_PLUGIN_DIR"),
-                          "--plugin-dir", env("WB_PLUGIN_DIR"), "--data-dir", data, "--state-dir", s->statedir, NULL};
-    return wbt_daemon_spawn(argv, NULL);
-}
-
-
-static double status_kib(pid_t pid, const char *field)
-{
-    g_autofree char *path = g_strdup_printf("/proc/%d/status", pid);
-    g_autofree char *text = NULL;
-    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
-    const char *at = strstr(text, field);
-    g_assert_nonnull(at);
-    return g_ascii_strtod(at + strlen(field) + 1, NULL);
-}
+#define quiet_daemon wbt_daemon_start_quiet
+#define status_kib wbt_proc_status_kib
 
 static int compare_doubles(gconstpointer a, gconstpointer b)
 {

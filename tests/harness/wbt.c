@@ -433,6 +433,24 @@ int wbt_daemon_stop_status(WbtDaemon *d)
     return status;
 }
 
+WbtDaemon *wbt_daemon_start_quiet(WbtScratch *s)
+{
+    g_autofree char *data = g_build_filename(env("WB_TEST_SRCDIR"), "data", NULL);
+    const char *argv[] = {env("WB_TEST_DAEMON"), "--config-dir", s->confdir, "--plugin-dir", env("WB_TEST_PLUGIN_DIR"),
+                          "--plugin-dir", env("WB_PLUGIN_DIR"), "--data-dir", data, "--state-dir", s->statedir, NULL};
+    return wbt_daemon_spawn(argv, NULL);
+}
+
+double wbt_proc_status_kib(pid_t pid, const char *field)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/status", pid);
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    const char *at = strstr(text, field);
+    g_assert_nonnull(at);
+    return g_ascii_strtod(at + strlen(field) + 1, NULL);
+}
+
 pid_t wbt_daemon_pid(WbtDaemon *d)
 {
     return (pid_t)atoi(g_subprocess_get_identifier(d->proc));
@@ -986,14 +1004,23 @@ static char *http_device_read(WbtHttpDevice *h)
 
 WbtHttpDevice *wbt_http_device_start(const char *first_arg, ...)
 {
-    g_autofree char *tool = g_build_filename(wbt_env("WB_TEST_BUILDDIR"), "tests", "http-device", NULL);
-    g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    g_ptr_array_add(argv, tool);
+    g_autoptr(GPtrArray) args = g_ptr_array_new();
     va_list ap;
     va_start(ap, first_arg);
     for (const char *a = first_arg; a; a = va_arg(ap, const char *))
-        g_ptr_array_add(argv, (char *)a);
+        g_ptr_array_add(args, (char *)a);
     va_end(ap);
+    g_ptr_array_add(args, NULL);
+    return wbt_http_device_startv((const char *const *)args->pdata);
+}
+
+WbtHttpDevice *wbt_http_device_startv(const char *const *args)
+{
+    g_autofree char *tool = g_build_filename(wbt_env("WB_TEST_BUILDDIR"), "tests", "http-device", NULL);
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_ptr_array_add(argv, tool);
+    for (guint i = 0; args[i]; i++)
+        g_ptr_array_add(argv, (char *)args[i]);
     g_ptr_array_add(argv, NULL);
     WbtHttpDevice *h = g_new0(WbtHttpDevice, 1);
     /* The simulator is not under test, and libsoup 3.2's server leaks the

@@ -102,6 +102,10 @@ GSubprocess *wbt_spawn(const char *const *argv, GSubprocessFlags flags);
 void wbt_sleep(guint ms);
 /* The daemon's process id. */
 pid_t wbt_daemon_pid(WbtDaemon *d);
+/* The daemon on @s without --verbose (for benchmarks: logging costs too). */
+WbtDaemon *wbt_daemon_start_quiet(WbtScratch *s);
+/* A "VmRSS:"-style field of /proc/@pid/status, in KiB. */
+double wbt_proc_status_kib(pid_t pid, const char *field);
 /* CPU time of every thread of @pid so far, microseconds (the scheduler's
  * nanosecond count in /proc/PID/task/TID/schedstat, not the 10 ms clock
  * ticks of /proc/PID/stat). */
@@ -219,6 +223,8 @@ typedef struct {
 /* Starts http-device with the given arguments (NULL-terminated) and waits
  * until it listens. */
 WbtHttpDevice *wbt_http_device_start(const char *first_arg, ...) G_GNUC_NULL_TERMINATED;
+/* The same with the arguments as a NULL-terminated array. */
+WbtHttpDevice *wbt_http_device_startv(const char *const *args);
 /* Sends one stdin command (printf-style) and fails the test unless it
  * answers "ok". */
 void wbt_http_device_command(WbtHttpDevice *h, const char *format, ...) G_GNUC_PRINTF(2, 3);
