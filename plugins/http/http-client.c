@@ -105,19 +105,23 @@ static gboolean on_authenticate(SoupMessage *msg, SoupAuth *auth, gboolean retry
     return TRUE;
 }
 
-SoupMessage *http_client_prepare(HttpClient *client, SoupMessage *msg)
+static SoupMessage *prepare_for(HttpClient *client, SoupSession *session, SoupMessage *msg)
 {
     if (client->password) {
         g_autoptr(SoupAuth) auth = soup_auth_new(SOUP_TYPE_AUTH_BASIC, msg, "Basic realm=\"wattbridge\"");
         if (auth) {
             soup_auth_authenticate(auth, client->user ? client->user : "admin", client->password);
-            SoupAuthManager *manager = SOUP_AUTH_MANAGER(soup_session_get_feature(client->session,
-                                                                                  SOUP_TYPE_AUTH_MANAGER));
+            SoupAuthManager *manager = SOUP_AUTH_MANAGER(soup_session_get_feature(session, SOUP_TYPE_AUTH_MANAGER));
             soup_auth_manager_use_auth(manager, soup_message_get_uri(msg), auth);
         }
         g_signal_connect(msg, "authenticate", G_CALLBACK(on_authenticate), client);
     }
     return msg;
+}
+
+SoupMessage *http_client_prepare(HttpClient *client, SoupMessage *msg)
+{
+    return prepare_for(client, client->session, msg);
 }
 
 gint64 http_client_retry_after(SoupMessage *msg)
@@ -269,14 +273,22 @@ void http_client_post_form(HttpClient *client, const char *path, const char *fie
 }
 
 JsonNode *http_client_post_form_sync(HttpClient *client, const char *path, const char *field, const char *value,
-                                     GError **error)
+                                     gint64 deadline, GError **error)
 {
-    g_autoptr(SoupMessage) msg = http_client_prepare(client, form_message(client, path, field, value));
-    /* the session's own timeout, whole seconds: this is the one blocking call */
-    g_object_set(client->session, "timeout", (guint)MAX(1, (client->timeout + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC),
-                 NULL);
-    g_autoptr(GBytes) body = soup_session_send_and_read(client->session, msg, NULL, error);
-    g_object_set(client->session, "timeout", 0u, NULL);
+    gint64 left = deadline - g_get_monotonic_time();
+    if (left <= 0) {
+        g_set_error(error, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_TIMEOUT, "no time left");
+        return NULL;
+    }
+    /* A session of its own: requests cancelled on the shared one give back
+     * their connections only when the main context runs again, and with
+     * both of a host's connections held a send there would wait forever.
+     * Its timeout (whole seconds) bounds each read and write. */
+    g_autoptr(SoupSession) session = soup_session_new_with_options(
+        "user-agent", "wattbridge/" WB_VERSION, "timeout", (guint)MAX(1, (left + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC),
+        NULL);
+    g_autoptr(SoupMessage) msg = prepare_for(client, session, form_message(client, path, field, value));
+    g_autoptr(GBytes) body = soup_session_send_and_read(session, msg, NULL, error);
     if (!body)
         return NULL;
     return parse_answer(client, msg, body, error);
@@ -292,7 +304,7 @@ static void publish_connected(HttpClient *client, int connected)
     wb_batch_commit(batch);
 }
 
-void http_client_failed(HttpClient *client, const char *reason, gint64 retry_after_us)
+static void http_client_failed(HttpClient *client, const char *reason, gint64 retry_after_us)
 {
     client->failures++;
     client->delay = client->failures == 1 ? client->interval * 2 : client->delay * 2;
@@ -306,7 +318,7 @@ void http_client_failed(HttpClient *client, const char *reason, gint64 retry_aft
     publish_connected(client, 0);
 }
 
-void http_client_succeeded(HttpClient *client)
+static void http_client_succeeded(HttpClient *client)
 {
     if (client->failure)
         wb_log(client->inst, WB_LOG_NOTICE, "%s answers again (after %u failed request%s)", client->base,
@@ -322,9 +334,6 @@ void http_client_succeeded(HttpClient *client)
 static void on_poll(gpointer user_data)
 {
     HttpClient *client = user_data;
-    if (client->polling)
-        return;
-    client->polling = TRUE;
     client->cycle_failed = FALSE;
     client->cycle_start = g_get_monotonic_time();
     client->poll(client, client->poll_data);
@@ -350,7 +359,6 @@ void http_client_cycle_failed(HttpClient *client, SoupMessage *msg, const char *
 
 gboolean http_client_cycle_end(HttpClient *client)
 {
-    client->polling = FALSE;
     gboolean ok = !client->cycle_failed;
     if (ok)
         http_client_succeeded(client);
@@ -367,6 +375,17 @@ JsonObject *json_member_object(JsonObject *o, const char *name)
 {
     JsonNode *n = o ? json_object_get_member(o, name) : NULL;
     return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+JsonArray *json_member_array(JsonObject *o, const char *name)
+{
+    JsonNode *n = o ? json_object_get_member(o, name) : NULL;
+    return n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+}
+
+JsonObject *json_node_object(JsonNode *node)
+{
+    return node && JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
 }
 
 gboolean json_member_number(JsonObject *o, const char *name, double *value)

@@ -6,7 +6,9 @@
  * and automatic.
  *
  * Everything runs on the host's main context; nothing blocks it, except
- * http_client_post_sync(), which only a plugin's stop() may call. */
+ * http_client_post_form_sync(), which only a plugin's stop() may call: it
+ * blocks until a deadline (the main loop may still be running for the
+ * other instances, during a reload). */
 #pragma once
 
 #include <wattbridge/plugin.h>
@@ -45,16 +47,15 @@ struct HttpClient {
     WbTimer *poll_timer;
     void (*poll)(HttpClient *client, gpointer user_data);
     gpointer poll_data;
-    gboolean polling;      /* a cycle is in progress */
     gboolean cycle_failed;
     gint64 cycle_start;    /* monotonic */
-    /* set by the last answer */
+    /* the answer being delivered: valid inside an HttpDoneFunc */
     gint64 sent_at, answered_at; /* g_get_real_time() */
 };
 
 /* A request's outcome: @root is the parsed JSON body (NULL on failure);
- * @error says why it failed (transport, status, or body), already logged
- * by http_client_failed() when the callee passes it on. */
+ * @error says why it failed (transport, status, or body), not logged yet:
+ * pass it to http_client_cycle_failed(), or log it. */
 typedef void (*HttpDoneFunc)(HttpClient *client, SoupMessage *msg, JsonNode *root, const GError *error,
                              gpointer user_data);
 
@@ -81,18 +82,11 @@ void http_client_get_full(HttpClient *client, const char *path_and_query, const 
 /* POST an application/x-www-form-urlencoded form with one field. */
 void http_client_post_form(HttpClient *client, const char *path, const char *field, const char *value,
                            HttpDoneFunc done, gpointer user_data);
-/* The same, blocking up to the timeout: for stop() only, when the main
- * loop no longer runs.  Returns the parsed answer or NULL with @error. */
+/* The same, blocking until @deadline (g_get_monotonic_time()) at the
+ * most, on a session of its own: for stop() only.  Returns the parsed
+ * answer or NULL with @error. */
 JsonNode *http_client_post_form_sync(HttpClient *client, const char *path, const char *field, const char *value,
-                                     GError **error);
-
-/* The failure rules: log @reason once (at WARNING, again when it changes),
- * publish connected = 0, and lengthen the delay: doubled up to backoff-max,
- * or @retry_after_us when the device asked for longer. */
-void http_client_failed(HttpClient *client, const char *reason, gint64 retry_after_us);
-/* The device answered: log the recovery, publish connected = 1, and reset
- * the delay to the poll interval. */
-void http_client_succeeded(HttpClient *client);
+                                     gint64 deadline, GError **error);
 
 /* The poll cycle: @poll runs now and then every poll-interval (from the
  * start of one cycle to the next), or after the back-off delay when a
@@ -100,12 +94,14 @@ void http_client_succeeded(HttpClient *client);
  * http_client_cycle_end(), after http_client_cycle_failed() if it failed. */
 void http_client_start_polling(HttpClient *client, void (*poll)(HttpClient *client, gpointer user_data),
                                gpointer user_data);
-/* A request of the cycle failed: http_client_failed() with its reason
- * (a 429's Retry-After included); the cycle still has to end. */
+/* A request of the cycle failed: log @reason once (at WARNING, again when
+ * it changes), publish connected = 0, and lengthen the delay: doubled up
+ * to backoff-max, or a 429's Retry-After when that is longer.  The cycle
+ * still has to end. */
 void http_client_cycle_failed(HttpClient *client, SoupMessage *msg, const char *reason);
-/* Ends the cycle: a cycle without failure counts as success
- * (http_client_succeeded()); schedules the next.  Returns whether it
- * succeeded. */
+/* Ends the cycle: after a cycle without failure the recovery is logged,
+ * connected = 1 published and the delay reset to the poll interval;
+ * schedules the next.  Returns whether it succeeded. */
 gboolean http_client_cycle_end(HttpClient *client);
 
 /* Error domain of the failures a request reports. */
@@ -126,6 +122,9 @@ gint64 http_client_retry_after(SoupMessage *msg);
 /* JSON helpers: a member of an object node, NULL when absent or not an
  * object or not of the type asked for. */
 JsonObject *json_member_object(JsonObject *o, const char *name);
+JsonArray *json_member_array(JsonObject *o, const char *name);
+/* @node's object, NULL when @node is NULL or not an object */
+JsonObject *json_node_object(JsonNode *node);
 gboolean json_member_number(JsonObject *o, const char *name, double *value);
 const char *json_member_string(JsonObject *o, const char *name);
 /* a boolean member; -1 when absent or not a boolean */

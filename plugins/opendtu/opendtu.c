@@ -70,7 +70,6 @@ typedef struct {
     GPtrArray *published; /* char*: measurement points ever published, to invalidate */
     double limit_relative; /* %, NAN unknown */
     double max_power;     /* W, from /api/limit/status or limit_absolute; NAN unknown */
-    char *limit_status;   /* Ok, Pending, Failure, Unknown, or NULL */
     /* the limit actuator */
     Input *limit;         /* NULL: no limit configured */
     gboolean sending;     /* a POST in flight */
@@ -97,7 +96,6 @@ typedef struct Dtu {
     /* actuator */
     int limit_unit;
     double fallback;
-    gboolean have_fallback;
     double max_power;     /* W, 0: the inverter's own */
     gint64 setpoint_max_age;
     gint64 limit_timeout;
@@ -113,8 +111,23 @@ typedef struct Dtu {
     WbTimer *ws_idle_timer;
     WbTimer *ws_retry_timer;
     char *ws_failure;     /* the reason last logged */
-    gboolean in_frame;    /* handling a websocket frame */
 } Dtu;
+
+/* Where an inverter object came from, and when: the time its values are
+ * dated from, and how uncertain that is (a request's round trip, a
+ * frame's transit). */
+typedef enum { FROM_POLL, FROM_DETAILS, FROM_FRAME } Origin;
+typedef struct {
+    Origin origin;
+    gint64 at;          /* g_get_real_time() */
+    gint64 uncertainty; /* us */
+} Answer;
+
+/* The answer HTTP just delivered (valid inside a done callback). */
+static Answer http_answer(Dtu *d, Origin origin)
+{
+    return (Answer){origin, d->http.answered_at, MAX(0, d->http.answered_at - d->http.sent_at)};
+}
 
 static const char *const websocket_names[] = {"auto", "off", NULL};
 
@@ -173,7 +186,6 @@ static void inverter_free(gpointer data)
     g_free(inv->serial);
     g_free(inv->label);
     g_ptr_array_unref(inv->published);
-    g_free(inv->limit_status);
     g_free(inv->why_fallback);
     g_free(inv->clamp_note);
     input_free(inv->limit);
@@ -333,21 +345,20 @@ static void invalidate_statistics(Inverter *inv)
 
 /* The statistics' time: the answer's time minus the age OpenDTU reports,
  * and how far it can move without being a new sample (the age's clock
- * granularity plus the round trip, in which the answer was made). */
-static gint64 sample_time(Dtu *d, JsonObject *o, gint64 *slack)
+ * granularity plus the answer's own uncertainty). */
+static gint64 sample_time(const Answer *a, JsonObject *o, gint64 *slack)
 {
     double age;
-    gint64 rtt = MAX(0, d->http.answered_at - d->http.sent_at);
     if (json_member_number(o, "data_age_ms", &age)) {
-        *slack = AGE_MS_GRANULARITY + rtt;
-        return d->http.answered_at - (gint64)(age * 1000);
+        *slack = AGE_MS_GRANULARITY + a->uncertainty;
+        return a->at - (gint64)(age * 1000);
     }
     if (json_member_number(o, "data_age", &age)) {
-        *slack = AGE_S_GRANULARITY + rtt;
-        return d->http.answered_at - (gint64)(age * G_USEC_PER_SEC);
+        *slack = AGE_S_GRANULARITY + a->uncertainty;
+        return a->at - (gint64)(age * G_USEC_PER_SEC);
     }
     *slack = 0;
-    return d->http.answered_at;
+    return a->at;
 }
 
 static gboolean is_new_sample(Inverter *inv, gint64 t, gint64 slack)
@@ -356,11 +367,11 @@ static gboolean is_new_sample(Inverter *inv, gint64 t, gint64 slack)
 }
 
 /* reachable, producing, the limit and the data's age: every poll. */
-static void publish_status(Inverter *inv, JsonObject *o)
+static void publish_status(Inverter *inv, JsonObject *o, gint64 at)
 {
     Dtu *d = inv->dtu;
     WbBatch *batch = wb_batch_new(d->inst);
-    wb_batch_set_time(batch, d->http.answered_at);
+    wb_batch_set_time(batch, at);
     g_autofree char *prefix = g_strconcat(inv->label, "/", NULL);
     int producing = json_member_bool(o, "producing");
     g_autofree char *n_reachable = g_strconcat(prefix, "reachable", NULL);
@@ -402,6 +413,37 @@ static void remember(char **slot, const char *text)
     *slot = g_strdup(text);
 }
 
+/* @want (limit-unit) within the hard limits: the inverter's range,
+ * max-power and OpenDTU's own; @hi gets the upper one.  FALSE when they
+ * cannot be worked out yet (the inverter's nominal power is not known). */
+static gboolean clamp_limit(Inverter *inv, double want, double *value, double *relative, double *hi)
+{
+    Dtu *d = inv->dtu;
+    double nominal = inv->max_power;
+    gboolean known = !isnan(nominal) && nominal > 0;
+    if (d->limit_unit == UNIT_W) {
+        if (!known)
+            return FALSE;
+        *hi = MIN(nominal, OPENDTU_MAX_LIMIT);
+        if (d->max_power > 0)
+            *hi = MIN(*hi, d->max_power);
+    } else {
+        *hi = 100;
+        if (d->max_power > 0) {
+            if (!known)
+                return FALSE; /* the cap in % needs the nominal power */
+            *hi = MIN(*hi, d->max_power * 100.0 / nominal);
+        }
+    }
+    /* a tenth of a unit is what the web interface offers; never round up past the cap */
+    *value = floor(CLAMP(want, 0, *hi) * 10 + 0.5);
+    if (*value / 10 > *hi)
+        *value -= 1;
+    *value /= 10;
+    *relative = d->limit_unit == UNIT_W ? *value * 100.0 / nominal : *value;
+    return TRUE;
+}
+
 /* The limit to send now in limit-unit, clamped; FALSE when it cannot be
  * worked out yet (the inverter's nominal power is not known). */
 static gboolean wanted_limit(Inverter *inv, double *value, double *relative)
@@ -424,35 +466,16 @@ static gboolean wanted_limit(Inverter *inv, double *value, double *relative)
                unit_names[d->limit_unit]);
     remember(&inv->why_fallback, why);
 
-    double nominal = inv->max_power;
-    gboolean known = !isnan(nominal) && nominal > 0;
-    if (d->limit_unit == UNIT_W && !known)
+    double hi;
+    if (!clamp_limit(inv, want, value, relative, &hi))
         return FALSE;
-    /* the hard limits: the inverter's range, max-power, OpenDTU's own */
-    double lo = 0, hi;
-    if (d->limit_unit == UNIT_W) {
-        hi = MIN(nominal, OPENDTU_MAX_LIMIT);
-        if (d->max_power > 0)
-            hi = MIN(hi, d->max_power);
-    } else {
-        hi = 100;
-        if (d->max_power > 0) {
-            if (!known)
-                return FALSE; /* the cap in % needs the nominal power */
-            hi = MIN(hi, d->max_power * 100.0 / nominal);
-        }
-    }
-    double clamped = CLAMP(want, lo, hi);
     g_autofree char *note = NULL;
-    if (clamped != want)
+    if (*value != round(want * 10) / 10)
         note = g_strdup_printf("%g %s is outside 0..%g %s: %g %s is sent", want, unit_names[d->limit_unit], hi,
-                               unit_names[d->limit_unit], clamped, unit_names[d->limit_unit]);
+                               unit_names[d->limit_unit], *value, unit_names[d->limit_unit]);
     if (note && g_strcmp0(note, inv->clamp_note) != 0)
         wb_log(d->inst, WB_LOG_WARNING, "%s: limit %s", inv->label, note);
     remember(&inv->clamp_note, note);
-    /* a tenth of a unit is what the web interface offers */
-    *value = round(clamped * 10) / 10;
-    *relative = d->limit_unit == UNIT_W ? *value * 100.0 / nominal : *value;
     return TRUE;
 }
 
@@ -478,7 +501,7 @@ static char *limit_body(Inverter *inv, double value)
  * with a message and a code (section 1.2). */
 static gboolean post_accepted(JsonNode *root, char **reason)
 {
-    JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+    JsonObject *o = json_node_object(root);
     if (g_strcmp0(json_member_string(o, "type"), "success") == 0)
         return TRUE;
     double code = 0;
@@ -640,7 +663,7 @@ static void on_limit_status(HttpClient *client, SoupMessage *msg, JsonNode *root
     Dtu *d = user_data;
     if (answer_failed(d, msg, error, cycle_end))
         return;
-    JsonObject *all = JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+    JsonObject *all = json_node_object(root);
     for (guint i = 0; i < d->inverters->len; i++) {
         Inverter *inv = g_ptr_array_index(d->inverters, i);
         JsonObject *o = json_member_object(all, inv->serial);
@@ -652,12 +675,12 @@ static void on_limit_status(HttpClient *client, SoupMessage *msg, JsonNode *root
         if (json_member_number(o, "limit_relative", &v))
             inv->limit_relative = v;
         const char *status = json_member_string(o, "limit_set_status");
-        remember(&inv->limit_status, status);
         if (!inv->pending || !status)
             continue;
         if (strcmp(status, "Ok") == 0) {
             inv->pending = FALSE;
-            wb_log(d->inst, WB_LOG_INFO, "%s: the inverter confirmed the limit (%.1f %%)", inv->label, v);
+            wb_log(d->inst, WB_LOG_INFO, "%s: the inverter confirmed the limit (%.1f %%)", inv->label,
+                   inv->sent_relative);
         } else if (strcmp(status, "Failure") == 0) {
             inv->pending = FALSE;
             inv->retry = TRUE;
@@ -681,7 +704,7 @@ static void read_details(Dtu *d);
 
 /* One inverter object of any era: status every poll; statistics when new
  * (or invalid when unreachable); F3 summaries queue a details request. */
-static gboolean handle_inverter(Dtu *d, JsonObject *o, gboolean details, GError **error)
+static gboolean handle_inverter(Dtu *d, JsonObject *o, const Answer *a, GError **error)
 {
     const char *serial = json_member_string(o, "serial");
     if (!serial || !*serial || !wb_point_name_is_valid(serial, FALSE)) {
@@ -700,7 +723,7 @@ static gboolean handle_inverter(Dtu *d, JsonObject *o, gboolean details, GError 
         g_set_error(error, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "inverter %s without \"reachable\"", serial);
         return FALSE;
     }
-    if (!details) {
+    if (a->origin != FROM_DETAILS) {
         if (reachable != inv->reachable && inv->reachable >= 0)
             wb_log(d->inst, WB_LOG_NOTICE, "%s is %s", inv->label, reachable ? "reachable again" : "not reachable");
         if (reachable && inv->reachable == 0) {
@@ -709,7 +732,7 @@ static gboolean handle_inverter(Dtu *d, JsonObject *o, gboolean details, GError 
         }
         int was = inv->reachable;
         inv->reachable = reachable;
-        publish_status(inv, o);
+        publish_status(inv, o, a->at);
         if (!reachable) {
             if (was != 0)
                 invalidate_statistics(inv);
@@ -719,14 +742,14 @@ static gboolean handle_inverter(Dtu *d, JsonObject *o, gboolean details, GError 
         return TRUE;
     }
     gint64 slack;
-    gint64 t = sample_time(d, o, &slack);
+    gint64 t = sample_time(a, o, &slack);
     if (!is_new_sample(inv, t, slack))
         return TRUE;
     gboolean has_channels = json_object_has_member(o, "AC") || json_object_has_member(o, "0");
     if (!has_channels) {
-        if (d->in_frame)
+        if (a->origin == FROM_FRAME)
             return TRUE; /* a frame without statistics: nothing to read later */
-        if (details) {
+        if (a->origin == FROM_DETAILS) {
             g_set_error(error, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "?inv=%s has no channel data", serial);
             return FALSE;
         }
@@ -755,14 +778,12 @@ static void on_details(HttpClient *client, SoupMessage *msg, JsonNode *root, con
     if (answer_failed(d, msg, error, statistics_done))
         return;
     g_autoptr(GError) problem = NULL;
-    JsonObject *top = JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
-    JsonNode *list = top ? json_object_get_member(top, "inverters") : NULL;
-    JsonArray *a = list && JSON_NODE_HOLDS_ARRAY(list) ? json_node_get_array(list) : NULL;
+    Answer answer = http_answer(d, FROM_DETAILS);
+    JsonArray *a = json_member_array(json_node_object(root), "inverters");
     if (!a || json_array_get_length(a) != 1 || !JSON_NODE_HOLDS_OBJECT(json_array_get_element(a, 0)))
         g_set_error(&problem, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "?inv= did not answer with one inverter");
     else
-        handle_inverter(d, json_array_get_object_element(a, 0), TRUE, &problem);
-    d->in_frame = FALSE;
+        handle_inverter(d, json_array_get_object_element(a, 0), &answer, &problem);
     if (problem) {
         fail_cycle(d, problem->message);
         statistics_done(d);
@@ -786,27 +807,26 @@ static void read_details(Dtu *d)
 /* A /api/livedata/status answer, or a websocket @frame with some of the
  * inverters (merged by serial; the era is the web API's, not told by a
  * frame). */
-static gboolean handle_livedata(Dtu *d, JsonNode *root, gboolean frame, GError **error)
+static gboolean handle_livedata(Dtu *d, JsonNode *root, const Answer *a, GError **error)
 {
     JsonArray *list = NULL;
     int era = ERA_UNKNOWN;
     if (JSON_NODE_HOLDS_ARRAY(root)) {
         list = json_node_get_array(root);
         era = ERA_F0;
-    } else if (JSON_NODE_HOLDS_OBJECT(root)) {
-        JsonNode *n = json_object_get_member(json_node_get_object(root), "inverters");
-        list = n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+    } else {
+        list = json_member_array(json_node_object(root), "inverters");
     }
     if (!list) {
         g_set_error(error, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "the answer has no \"inverters\" list");
         return FALSE;
     }
+    gboolean frame = a->origin == FROM_FRAME;
     if (!frame) {
         for (guint i = 0; i < d->inverters->len; i++)
             ((Inverter *)g_ptr_array_index(d->inverters, i))->present = FALSE;
         g_ptr_array_set_size(d->details, 0);
     }
-    d->in_frame = frame;
     for (guint i = 0; i < json_array_get_length(list); i++) {
         JsonNode *n = json_array_get_element(list, i);
         if (!JSON_NODE_HOLDS_OBJECT(n)) {
@@ -816,10 +836,9 @@ static gboolean handle_livedata(Dtu *d, JsonNode *root, gboolean frame, GError *
         JsonObject *o = json_node_get_object(n);
         if (era != ERA_F0)
             era = json_object_has_member(o, "AC") ? ERA_F2 : json_object_has_member(o, "0") ? ERA_F1 : ERA_F3;
-        if (!handle_inverter(d, o, FALSE, error))
+        if (!handle_inverter(d, o, a, error))
             return FALSE;
     }
-    d->in_frame = FALSE;
     if (era != ERA_UNKNOWN && !frame)
         set_era(d, era);
     return TRUE;
@@ -833,7 +852,8 @@ static void on_livedata(HttpClient *client, SoupMessage *msg, JsonNode *root, co
     if (answer_failed(d, msg, error, statistics_done))
         return;
     g_autoptr(GError) problem = NULL;
-    if (!handle_livedata(d, root, FALSE, &problem)) {
+    Answer answer = http_answer(d, FROM_POLL);
+    if (!handle_livedata(d, root, &answer, &problem)) {
         fail_cycle(d, problem->message);
         statistics_done(d);
         return;
@@ -890,11 +910,9 @@ static void on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *messag
     const char *data = g_bytes_get_data(message, &len);
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GError) error = NULL;
-    d->http.answered_at = g_get_real_time();
-    d->http.sent_at = d->http.answered_at - WS_TRANSIT_ALLOWANCE;
+    Answer answer = {FROM_FRAME, g_get_real_time(), WS_TRANSIT_ALLOWANCE};
     if (!json_parser_load_from_data(parser, data, (gssize)len, &error) ||
-        !handle_livedata(d, json_parser_get_root(parser), TRUE, &error)) {
-        d->in_frame = FALSE;
+        !handle_livedata(d, json_parser_get_root(parser), &answer, &error)) {
         wb_log_ratelimited(d->inst, WB_LOG_WARNING, "ws-frame", "a /livedata frame is no good: %s", error->message);
     }
 }
@@ -946,8 +964,8 @@ static void ws_connect(Dtu *d)
 {
     if (d->ws || d->connecting)
         return;
-    g_autofree char *url = g_str_has_prefix(d->http.base, "https:") ? g_strconcat("wss", d->http.base + 5, "/livedata", NULL)
-                                                                    : g_strconcat("ws", d->http.base + 4, "/livedata", NULL);
+    /* libsoup takes the http(s) URL for a websocket handshake */
+    g_autofree char *url = g_strconcat(d->http.base, "/livedata", NULL);
     SoupMessage *msg = http_client_prepare(&d->http, soup_message_new(SOUP_METHOD_GET, url));
     WsConnect *c = g_new0(WsConnect, 1);
     c->d = d;
@@ -1085,8 +1103,8 @@ static gboolean dtu_create(WbInstance *instance, const WbConfig *config, gpointe
         g_hash_table_insert(d->aliases, g_strdup(*key + strlen("alias.")), g_strdup(alias));
     }
     d->limit_unit = wb_config_get_enum(config, "limit-unit");
-    d->have_fallback = wb_config_has_key(config, "fallback-limit");
-    d->fallback = d->have_fallback ? wb_config_get_double(config, "fallback-limit") : 0;
+    gboolean have_fallback = wb_config_has_key(config, "fallback-limit");
+    d->fallback = have_fallback ? wb_config_get_double(config, "fallback-limit") : 0;
     d->max_power = wb_config_get_double(config, "max-power");
     d->setpoint_max_age = wb_config_get_duration(config, "setpoint-max-age");
     d->limit_timeout = wb_config_get_duration(config, "limit-timeout");
@@ -1111,7 +1129,7 @@ static gboolean dtu_create(WbInstance *instance, const WbConfig *config, gpointe
     gboolean limits = FALSE;
     for (guint i = 0; i < d->inverters->len; i++)
         limits |= ((Inverter *)g_ptr_array_index(d->inverters, i))->limit != NULL;
-    if (limits && !d->have_fallback) {
+    if (limits && !have_fallback) {
         wb_config_set_error(config, error, "fallback-limit",
                             "required with limit.<inverter>: what to send when the limit point fails and at stop");
         dtu_free(d);
@@ -1148,8 +1166,9 @@ static gboolean dtu_start(gpointer state, GError **error)
     return TRUE;
 }
 
-/* The daemon stops: every limit gets the fallback, once, waiting at most
- * the timeout for each (the main loop no longer runs). */
+/* The instance stops (the daemon stops, or a reload replaces it while the
+ * main loop keeps running for the others): every limit gets the
+ * fallback, once, all of them within one timeout. */
 static void dtu_stop(gpointer state)
 {
     Dtu *d = state;
@@ -1158,21 +1177,22 @@ static void dtu_stop(gpointer state)
     wb_timer_free(d->ws_retry_timer);
     d->ws_idle_timer = d->ws_retry_timer = NULL;
     http_client_cancel(&d->http);
+    /* all of them within one timeout: a reload waits on this */
+    gint64 deadline = g_get_monotonic_time() + d->http.timeout;
     for (guint i = 0; i < d->inverters->len; i++) {
         Inverter *inv = g_ptr_array_index(d->inverters, i);
+        double value, relative, hi;
         if (!inv->limit || !inv->present)
             continue;
-        double value = d->fallback, nominal = inv->max_power;
-        if (d->limit_unit == UNIT_W && !isnan(nominal) && nominal > 0)
-            value = MIN(value, nominal);
-        if (d->max_power > 0 && d->limit_unit == UNIT_W)
-            value = MIN(value, d->max_power);
-        else if (d->max_power > 0 && !isnan(nominal) && nominal > 0)
-            value = MIN(value, d->max_power * 100.0 / nominal);
-        value = round(value * 10) / 10;
+        if (!clamp_limit(inv, d->fallback, &value, &relative, &hi)) {
+            wb_log(d->inst, WB_LOG_ERROR, "%s: stopping: no fallback limit sent: the inverter's nominal power is "
+                   "not known, so the limit's hard limits are not", inv->label);
+            continue;
+        }
         g_autofree char *body = limit_body(inv, value);
         g_autoptr(GError) error = NULL;
-        g_autoptr(JsonNode) root = http_client_post_form_sync(&d->http, "/api/limit/config", "data", body, &error);
+        g_autoptr(JsonNode) root =
+            http_client_post_form_sync(&d->http, "/api/limit/config", "data", body, deadline, &error);
         g_autofree char *reason = NULL;
         if (!root)
             wb_log(d->inst, WB_LOG_ERROR, "%s: stopping: the fallback limit %g %s was not sent: %s", inv->label, value,

@@ -249,9 +249,7 @@ static void put_gen1_meter(Shelly *s, Out *o, JsonObject *m)
 
 static gboolean publish_gen1(Shelly *s, JsonNode *root, GError **error)
 {
-    JsonObject *top = JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
-    JsonNode *n = top ? json_object_get_member(top, "emeters") : NULL;
-    JsonArray *meters = n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+    JsonArray *meters = json_member_array(json_node_object(root), "emeters");
     guint want = s->kind == KIND_GEN1_3EM ? 3 : s->channel + 1;
     if (!meters || json_array_get_length(meters) < want) {
         g_set_error(error, HTTP_CLIENT_ERROR, HTTP_CLIENT_ERROR_BODY, "/status has no emeters[%u]", want - 1);
@@ -388,8 +386,8 @@ static void on_data(HttpClient *client, SoupMessage *msg, JsonNode *root, const 
         shelly_get(s, uri, on_data);
         return;
     } else {
-        JsonObject *st = JSON_NODE_HOLDS_OBJECT(s->status) ? json_node_get_object(s->status) : NULL;
-        JsonObject *data = JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+        JsonObject *st = json_node_object(s->status);
+        JsonObject *data = json_node_object(root);
         if (s->kind == KIND_GEN2_EM)
             publish_gen2_em(s, st, data, &problem);
         else
@@ -419,7 +417,7 @@ static void on_identity(HttpClient *client, SoupMessage *msg, JsonNode *root, co
         end_cycle(s, msg, error->message);
         return;
     }
-    JsonObject *o = JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+    JsonObject *o = json_node_object(root);
     double gen = 0;
     const char *type = json_member_string(o, "type");
     const char *app = json_member_string(o, "app");

@@ -318,6 +318,46 @@ static void test_limit(void)
     wbt_broker_stop(broker);
 }
 
+/* Stopping while a poll and a limit command are both stuck at the device:
+ * the fallback still goes out, at once.  (libsoup keeps two connections
+ * per host; cancelled requests give theirs back only when the main loop
+ * runs, which it no longer does.) */
+static void test_stop_while_busy(void)
+{
+    g_autoptr(WbtScratch) s = wbt_scratch_new();
+    WbtBroker *broker = wbt_broker_start();
+    WbtHttpDevice *h = dtu_start("f3", "--password=secret");
+    ctl_conf(s, broker, "point.limit = ctl/limit\n");
+    /* a timeout longer than the test: the two requests stay in flight */
+    g_free(wbt_scratch_conf(s, "20-dtu.conf",
+                            "[dtu]\nplugin = opendtu\nurl = %s\npoll-interval = 100ms\ntimeout = 3s\npassword = secret\n"
+                            "limit." SERIAL " = ctl/limit\nfallback-limit = 100\n",
+                            h->url));
+    g_free(wbt_scratch_conf(s, "90-rec.conf", "[rec]\nplugin = recorder\npattern = dtu/" SERIAL "/limit-relative\n"));
+    WbtDaemon *d = wbt_scratch_daemon(s);
+    wbt_daemon_expect_log(d, "\\[ctl\\] connected to MQTT broker", 10000);
+    expect_limit_post(h, "100", 1, 5000);
+    wbt_daemon_expect_point(d, "dtu/" SERIAL "/limit-relative", 12.5, 1e-9, 3000);
+    /* the device stops answering: the next poll and a new limit hang */
+    wbt_http_device_command(h, "mode stall 30000");
+    guint gets = wbt_daemon_count_log(h->proc, "^GET /api/livedata/status$");
+    gint64 end = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
+    while (wbt_daemon_count_log(h->proc, "^GET /api/livedata/status$") == gets && g_get_monotonic_time() < end)
+        wbt_sleep(20);
+    wbt_publish(broker, "ctl/limit", "400", FALSE);
+    expect_limit_post(h, "400", 1, 3000);
+    /* it answers again, but the two stay stuck; now stop */
+    wbt_http_device_command(h, "mode ok");
+    gint64 t0 = g_get_monotonic_time();
+    wbt_daemon_stop(d);
+    double took = (double)(g_get_monotonic_time() - t0) / G_USEC_PER_SEC;
+    if (took > 5)
+        g_error("stopping took %.1f s", took);
+    expect_limit_post(h, "100", 2, 1000);
+    wbt_http_device_stop(h);
+    wbt_broker_stop(broker);
+}
+
 /* A wrong password: the POST's 401 is logged, nothing else breaks. */
 static void test_limit_password(void)
 {
@@ -511,6 +551,7 @@ int main(int argc, char **argv)
     g_test_add_func("/opendtu/failures", test_failures);
     g_test_add_func("/opendtu/limit", test_limit);
     g_test_add_func("/opendtu/limit-password", test_limit_password);
+    g_test_add_func("/opendtu/stop-while-busy", test_stop_while_busy);
     g_test_add_func("/opendtu/power", test_power);
     g_test_add_func("/opendtu/main-loop", test_main_loop);
     g_test_add_func("/opendtu/websocket", test_websocket);

@@ -14,7 +14,8 @@
  *   set SERIAL KEY=VALUE...       set values, statistics time unchanged
  *   age SERIAL MS                 the statistics were taken MS ago
  *   mode ok|401|429 S|garbage|truncated|missing|stall MS
- *                                 how the next data requests are answered
+ *                                 how the next data requests and limit
+ *                                 commands are answered
  *   limit-result ok|failure|hold  how the next limit commands end
  *   ws-close                      close the /livedata websockets
  *   shelly KEY=VALUE...           Shelly values (see shelly_set())
@@ -300,17 +301,23 @@ static gboolean unpause(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* A POST's form, decoded as the firmware reads it; its raw text in @text. */
+static GHashTable *post_form(SoupServerMessage *msg, char **text)
+{
+    SoupMessageBody *body = soup_server_message_get_request_body(msg);
+    g_autoptr(GBytes) bytes = soup_message_body_flatten(body);
+    *text = g_strndup(g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes));
+    return soup_form_decode(*text);
+}
+
 static void log_request(SoupServerMessage *msg)
 {
     GUri *uri = soup_server_message_get_uri(msg);
     const char *query = g_uri_get_query(uri);
     const char *method = soup_server_message_get_method(msg);
     if (strcmp(method, "POST") == 0) {
-        /* the form decoded: data={...} as the firmware reads it */
-        SoupMessageBody *body = soup_server_message_get_request_body(msg);
-        g_autoptr(GBytes) bytes = soup_message_body_flatten(body);
-        g_autofree char *text = g_strndup(g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes));
-        g_autoptr(GHashTable) form = soup_form_decode(text);
+        g_autofree char *text = NULL;
+        g_autoptr(GHashTable) form = post_form(msg, &text);
         const char *data = g_hash_table_lookup(form, "data");
         g_printerr("POST %s %s%s\n", g_uri_get_path(uri), data ? "data=" : "", data ? data : text);
     } else {
@@ -353,7 +360,7 @@ static gboolean misbehave(SoupServerMessage *msg)
         reply(msg, SOUP_STATUS_OK, "application/json", "<html><body>Guru Meditation Error</body></html>");
         return TRUE;
     case MODE_STALL:
-        /* the answer is made when the stall ends: pause now, handle later */
+        /* the answer is made now and sent when the stall ends */
         soup_server_message_pause(msg);
         g_timeout_add(dev.mode_arg, unpause, g_object_ref(msg));
         return FALSE;
@@ -367,10 +374,8 @@ static gboolean misbehave(SoupServerMessage *msg)
 static JsonObject *post_data(SoupServerMessage *msg, JsonParser *parser)
 {
     log_request(msg);
-    SoupMessageBody *body = soup_server_message_get_request_body(msg);
-    g_autoptr(GBytes) bytes = soup_message_body_flatten(body);
-    g_autofree char *text = g_strndup(g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes));
-    g_autoptr(GHashTable) form = soup_form_decode(text);
+    g_autofree char *text = NULL;
+    g_autoptr(GHashTable) form = post_form(msg, &text);
     const char *data = g_hash_table_lookup(form, "data");
     if (!data) {
         reply_json(msg, "{\"type\":\"warning\",\"message\":\"No values found!\",\"code\":1002}");
@@ -454,6 +459,8 @@ static void on_limit_config(SoupServer *server, SoupServerMessage *msg, const ch
         reply_json(msg, "{\"type\":\"warning\",\"message\":\"Invalid inverter specified!\",\"code\":5004}");
         return;
     }
+    if (misbehave(msg))
+        return;
     inv->limit_status = "Pending";
     inv->pending_relative = (type & 1) ? value : value * 100 / inv->max_power;
     queued(msg, inv, dev.limit_result != 2);
