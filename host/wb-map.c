@@ -269,6 +269,7 @@ static void parse_map_group(Ctx *c, WbMap *map, const WbKfGroup *g)
         }
     }
     g_autofree char *writes = get(c, g->name, "write-codes");
+    map->write_fc16 = TRUE; /* the default, data/README.md */
     if (writes) {
         guint mask;
         if (!parse_codes(writes, FC_BIT(6) | FC_BIT(16), &mask))
@@ -528,7 +529,7 @@ static void parse_register(Ctx *c, WbMap *map, const WbKfGroup *g, guint table, 
     r->write_fcs = 0;
     if (r->writable) {
         r->write_fcs = table_writes[table];
-        if (table == WB_MAP_HOLDING && (map->write_fc6 || map->write_fc16))
+        if (table == WB_MAP_HOLDING)
             r->write_fcs = (map->write_fc6 ? FC_BIT(6) : 0) | (map->write_fc16 ? FC_BIT(16) : 0);
     }
     g_autofree char *rc = get(c, g->name, "read-codes");
@@ -741,14 +742,6 @@ WbMap *wb_map_parse_text(const char *path, const char *text, GError **error)
             err(&c, r->line, "[holding %u] %s is %u registers, more than one write may carry (max-write = %u)",
                 r->doc_address, r->name, r->size, map->max_write);
     }
-    gboolean holding_writable = FALSE;
-    for (guint i = 0; i < map->registers->len; i++) {
-        const WbMapRegister *r = g_ptr_array_index(map->registers, i);
-        holding_writable |= r->writable && r->table == WB_MAP_HOLDING;
-    }
-    if (holding_writable && !map->write_fc6 && !map->write_fc16)
-        map->write_fc16 = TRUE;
-
     if (errors->len) {
         g_set_error_literal(error, WB_PLUGIN_ERROR, WB_PLUGIN_ERROR_INVALID_CONFIG, errors->str);
         return NULL;
@@ -935,6 +928,12 @@ gboolean wb_map_register_is_writable(const WbMapRegister *reg)
 {
     g_return_val_if_fail(reg != NULL, FALSE);
     return reg->writable;
+}
+
+gboolean wb_map_register_is_string(const WbMapRegister *reg)
+{
+    g_return_val_if_fail(reg != NULL, FALSE);
+    return reg->type == WB_REG_STRING;
 }
 
 gboolean wb_map_register_is_flash(const WbMapRegister *reg)

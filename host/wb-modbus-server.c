@@ -183,8 +183,7 @@ static gboolean apply_writes(gpointer data)
 }
 
 /* Checks a write request; fills @job.  Returns 0 or an exception code. */
-static guint check_write(WbModbusServer *s, const guint8 *pdu, guint addr, guint count, const guint8 *data,
-                         WriteJob *job)
+static guint check_write(WbModbusServer *s, guint fc, guint addr, guint count, const guint8 *data, WriteJob *job)
 {
     guint a = addr;
     job->n = 0;
@@ -195,6 +194,8 @@ static guint check_write(WbModbusServer *s, const guint8 *pdu, guint addr, guint
         /* whole registers only, and only writable ones */
         if (!reg->writable || reg->address != a || a + reg->size > addr + count)
             return MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS;
+        if (!wb_map_register_writes_with(reg, fc)) /* the map's write-codes, per register */
+            return MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
         guint16 words[4];
         for (guint i = 0; i < reg->size; i++) {
             const guint8 *w = data + 2 * (a - addr + i);
@@ -306,14 +307,11 @@ static void handle_request(WbModbusServer *s, modbus_t *ctx, const guint8 *req, 
     /* a write */
     WriteJob *job = g_new0(WriteJob, 1);
     if (fc == MODBUS_FC_WRITE_SINGLE_REGISTER) {
-        code = s->map->write_fc6 ? check_write(s, req + hl, addr, 1, req + hl + 3, job)
-                                 : MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
-    } else if (!s->map->write_fc16) {
-        code = MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
+        code = check_write(s, (guint)fc, addr, 1, req + hl + 3, job);
     } else if (count < 1 || count > MAX_WRITE_REGS || req[hl + 5] != count * 2) {
         code = MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE;
     } else {
-        code = check_write(s, req + hl, addr, count, req + hl + 6, job);
+        code = check_write(s, (guint)fc, addr, count, req + hl + 6, job);
     }
     if (code) {
         g_free(job);

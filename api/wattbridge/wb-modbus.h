@@ -158,6 +158,13 @@ gboolean wb_map_register_is_writable(const WbMapRegister *reg);
  */
 gboolean wb_map_register_is_flash(const WbMapRegister *reg);
 /**
+ * wb_map_register_is_string:
+ * Returns: %TRUE for a text register (type = string): read it with
+ * wb_map_register_decode_string(), not wb_map_register_decode().  Any
+ * thread.  Since ABI 1.1.
+ */
+gboolean wb_map_register_is_string(const WbMapRegister *reg);
+/**
  * wb_map_register_get_range:
  * @reg: a register
  * @min: (out) (optional): the lowest value a write may set, in its unit

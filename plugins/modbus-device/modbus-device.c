@@ -101,7 +101,7 @@ static const WbOptionSpec options[] = {
      .unit = "s", .help = "How often the slow registers are read"},
     {.name = "connect", .type = WB_OPTION_LIST,
      .help = "Registers read once each time the device starts answering (identity, ratings)"},
-    {.name = "setpoint.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY,
+    {.name = "setpoint.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY | WB_OPTION_ONE_POINT,
      .help = "Writes the register named by the key from this point, e.g. setpoint.ActivePRate = ctl/limit; "
              "needs fallback.<register>"},
     {.name = "fallback.", .type = WB_OPTION_DOUBLE, .flags = WB_OPTION_FAMILY,
@@ -207,12 +207,12 @@ static void publish_group(Group *g, WbModbusJob *job)
         words += r->offset;
         const WbMapRegister *reg = r->reg;
         published++;
-        if (wb_map_register_get_size(reg) > 4 || isnan(wb_map_register_decode(reg, words))) {
+        if (wb_map_register_is_string(reg)) {
             g_autofree char *text = wb_map_register_decode_string(reg, words);
             wb_batch_add_string(batch, r->point, text);
             continue;
         }
-        double v = wb_map_register_decode(reg, words);
+        double v = wb_map_register_decode(reg, words); /* NaN (a float with no value) publishes invalid */
         const char *named = v >= 0 && v == floor(v) ? wb_map_register_get_value_name(reg, (guint64)v) : NULL;
         const char *q = wb_map_register_get_quantity(reg);
         if (named && g_strcmp0(q, "state") == 0) {
@@ -589,11 +589,6 @@ static gboolean device_create(WbInstance *instance, const WbConfig *config, gpoi
         }
         if (!wb_map_register_is_writable(reg)) {
             wb_config_set_error(config, error, *key, "%s is not writable in %s", name, wb_map_get_name(d->map));
-            device_free(d);
-            return FALSE;
-        }
-        if (strchr(point, '+') || strchr(point, '#')) {
-            wb_config_set_error(config, error, *key, "a setpoint is one point, not a pattern (\"%s\")", point);
             device_free(d);
             return FALSE;
         }

@@ -427,6 +427,25 @@ static void test_device_fields(void)
     g_assert_false(wb_map_register_encode(run, 2, w, NULL));
 }
 
+/* Without write-codes a map writes holding registers with FC16 only
+ * (data/README.md), and the write planner follows it. */
+static void test_default_write_codes(void)
+{
+    g_autoptr(WbMap) map = load_text("[map]\nformat = 1\nmodel = w\nblocks = 0-9\n"
+                                     "[holding 0]\nname = Limit\ntype = u16\naccess = rw\n", NULL);
+    g_assert_nonnull(map);
+    const WbMapRegister *limit = wb_map_find_register(map, "Limit");
+    g_assert_true(wb_map_register_writes_with(limit, 16));
+    g_assert_false(wb_map_register_writes_with(limit, 6));
+    g_autoptr(GError) error = NULL;
+    WbWritePlan *plan = wb_write_plan_new(map, &limit, 1, &error);
+    g_assert_no_error(error);
+    guint fc, addr, count;
+    wb_write_plan_get_request(plan, 0, &fc, &addr, &count);
+    g_assert_cmpuint(fc, ==, 16);
+    wb_write_plan_free(plan);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -441,6 +460,7 @@ int main(int argc, char **argv)
     g_test_add_func("/map/device-fields", test_device_fields);
     g_test_add_func("/map/shipped/vectors", test_shipped_vectors);
     g_test_add_func("/map/shipped/device-facts", test_shipped_device_facts);
+    g_test_add_func("/map/default-write-codes", test_default_write_codes);
     int rc = g_test_run();
     wb_map_unref(dtsu);
     return rc;
