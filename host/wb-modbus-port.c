@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gio/gio.h>
 #include <modbus.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -198,10 +199,17 @@ static char *line_settings(const Line *l)
                            l->stop_bits, l->rs485 ? " rs485=" : "", l->rs485 ? rs485_names[l->rs485] : "");
 }
 
+/* Two users of one port must agree on what the port uses: nothing more
+ * than the transport for Modbus TCP, the framing for RTU (over TCP too),
+ * and the RS485 switching on a serial line. */
 static gboolean line_equal(const Line *a, const Line *b)
 {
-    return a->transport == b->transport && a->baud == b->baud && a->parity == b->parity &&
-           a->data_bits == b->data_bits && a->stop_bits == b->stop_bits && a->rs485 == b->rs485;
+    if (a->transport != b->transport)
+        return FALSE;
+    if (a->transport == TRANSPORT_TCP)
+        return TRUE;
+    return a->baud == b->baud && a->parity == b->parity && a->data_bits == b->data_bits &&
+           a->stop_bits == b->stop_bits && a->rs485 == b->rs485;
 }
 
 static void hex(GString *out, const guint8 *bytes, int len)
@@ -781,23 +789,18 @@ static gboolean read_line(const WbConfig *cfg, const char *pre, const WbMap *map
                             transport_names[l->transport], k_host);
         return FALSE;
     }
-    const char *colon = strrchr(host, ':');
-    if (colon && strchr(host, ':') == colon) {
-        l->host = g_strndup(host, (gsize)(colon - host));
-        l->service = g_strdup(colon + 1);
-        gint64 port;
-        if (!*l->host || !wb_parse_int(l->service, &port) || port < 1 || port > 65535) {
-            wb_config_set_error(cfg, error, k_host, "expected HOST or HOST:PORT with a port 1..65535, got \"%s\"",
-                                host);
-            return FALSE;
-        }
-    } else {
-        l->host = g_strdup(host); /* a name, an IPv4 address, or a bare IPv6 address */
-        l->service = g_strdup("502");
+    /* HOST, HOST:PORT, an IPv6 address bare or as [ADDR]:PORT */
+    g_autoptr(GError) parse_error = NULL;
+    g_autoptr(GSocketConnectable) address = g_network_address_parse(host, 502, &parse_error);
+    if (!address || g_network_address_get_port(G_NETWORK_ADDRESS(address)) == 0) {
+        wb_config_set_error(cfg, error, k_host, "expected HOST or HOST:PORT with a port 1..65535, got \"%s\"%s%s",
+                            host, parse_error ? ": " : "", parse_error ? parse_error->message : "");
+        return FALSE;
     }
-    l->where = g_strdup_printf("%s:%s", l->host, l->service);
-    if (l->transport == TRANSPORT_TCP)
-        l->rs485 = RS485_NONE;
+    l->host = g_strdup(g_network_address_get_hostname(G_NETWORK_ADDRESS(address)));
+    l->service = g_strdup_printf("%u", g_network_address_get_port(G_NETWORK_ADDRESS(address)));
+    l->where = g_strdup_printf(strchr(l->host, ':') ? "[%s]:%s" : "%s:%s", l->host, l->service);
+    l->rs485 = RS485_NONE; /* no serial device to switch */
     return TRUE;
 }
 
