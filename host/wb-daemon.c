@@ -354,16 +354,18 @@ guint wb_daemon_reload(WbDaemon *d)
     };
     WbDaemon *check = wb_daemon_new(&settings);
     guint problems = wb_daemon_load(check, TRUE, NULL);
+    /* what was validated is what gets applied: the files are read once */
+    WbConfd *confd = g_steal_pointer(&check->confd);
     wb_daemon_free(check);
     if (problems) {
         wb_log(NULL, WB_LOG_ERROR, "the new configuration has %u error%s (above); still running the old one",
                problems, problems == 1 ? "" : "s");
+        wb_confd_free(confd);
         return 0;
     }
 
     /* 2. what changed: an instance keeps running when its section is the
      * same, word for word */
-    WbConfd *confd = wb_confd_load((const char *const *)d->config_dirs);
     g_autoptr(GHashTable) wanted = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free); /* name -> fingerprint */
     for (guint i = 0; i < confd->sections->len; i++) {
         WbConfdSection *s = g_ptr_array_index(confd->sections, i);
@@ -404,7 +406,6 @@ guint wb_daemon_reload(WbDaemon *d)
     }
     g_ptr_array_set_size(d->instances, 0);
     g_ptr_array_extend_and_steal(d->instances, g_steal_pointer(&ordered));
-    ordered = NULL;
     problems += refuse_port_conflicts(d, d->instances, NULL, NULL);
     for (guint i = 0; i < fresh->len; i++) {
         WbInstance *inst = g_ptr_array_index(fresh, i);
@@ -416,11 +417,12 @@ guint wb_daemon_reload(WbDaemon *d)
         }
         g_ptr_array_remove(d->instances, inst);
         instance_destroy(inst);
+        problems++;
     }
     wb_confd_free(d->confd);
     d->confd = confd;
-    wb_log(NULL, WB_LOG_NOTICE, "reloaded: %u instance%s unchanged, %u stopped, %u started", kept,
-           kept == 1 ? "" : "s", stopped, started);
+    wb_log(NULL, problems ? WB_LOG_WARNING : WB_LOG_NOTICE, "reloaded: %u instance%s unchanged, %u stopped, %u started%s",
+           kept, kept == 1 ? "" : "s", stopped, started, problems ? " (some failed, see above)" : "");
     return started;
 }
 

@@ -57,7 +57,7 @@ WbKfScan *wb_kf_scan(const char *path, const char *text)
     for (int i = 0; lines[i]; i++) {
         int lineno = i + 1;
         g_autofree char *line = g_strstrip(g_strdup(lines[i]));
-        if (!*line || *line == '#' || *line == ';')
+        if (!*line || *line == '#') /* GKeyFile's only comment character */
             continue;
         if (*line == '[') {
             char *close = strrchr(line, ']');

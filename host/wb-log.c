@@ -132,13 +132,17 @@ void wb_log_ratelimited(WbInstance *instance, WbLogLevel level, const char *key,
         ratelimit_table = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     RateState *st = g_hash_table_lookup(ratelimit_table, id);
     if (!st && g_hash_table_size(ratelimit_table) >= 256) {
-        /* keys can come from outside (MQTT topics): forget quiet ones */
+        /* keys can come from outside (MQTT topics): forget quiet ones
+         * (a pending count is only ever shown if its key comes back), and
+         * all of them if that is not enough: the table stays bounded */
         GHashTableIter iter;
         gpointer value;
         g_hash_table_iter_init(&iter, ratelimit_table);
         while (g_hash_table_iter_next(&iter, NULL, &value))
-            if (now - ((RateState *)value)->last >= RATELIMIT_INTERVAL_US && !((RateState *)value)->suppressed)
+            if (now - ((RateState *)value)->last >= RATELIMIT_INTERVAL_US)
                 g_hash_table_iter_remove(&iter);
+        if (g_hash_table_size(ratelimit_table) >= 256)
+            g_hash_table_remove_all(ratelimit_table);
     }
     if (!st) {
         st = g_new0(RateState, 1);
