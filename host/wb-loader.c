@@ -42,7 +42,7 @@ static gboolean name_ok(const char *name, gboolean family)
 
 static gboolean check_options(WbPlugin *plugin, const WbPluginDescriptor *d, GError **error)
 {
-    static const guint32 known_flags = WB_OPTION_REQUIRED | WB_OPTION_SECRET | WB_OPTION_FAMILY;
+    static const guint32 known_flags = WB_OPTION_REQUIRED | WB_OPTION_SECRET | WB_OPTION_FAMILY | WB_OPTION_ONE_POINT;
     guint n = 0;
 
     if (!d->options) {

@@ -169,7 +169,9 @@ static char *describe_expected(const WbOptionSpec *spec)
         return g_strdup_printf("one of: %s", joined);
     }
     case WB_OPTION_POINT:
-        return g_strdup("a point name (levels of [A-Za-z0-9_.-] separated by '/', wildcards + and #)");
+        return g_strdup(spec->flags & WB_OPTION_ONE_POINT
+                            ? "one point's name (levels of [A-Za-z0-9_.-] separated by '/', no wildcards)"
+                            : "a point name (levels of [A-Za-z0-9_.-] separated by '/', wildcards + and #)");
     case WB_OPTION_LIST:
         return g_strdup("a ';'-separated list");
     default:
@@ -211,7 +213,7 @@ static gboolean parse_value(const WbOptionSpec *spec, const char *text, Value *v
             }
         break;
     case WB_OPTION_POINT:
-        ok = wb_point_name_is_valid(text, TRUE);
+        ok = wb_point_name_is_valid(text, !(spec->flags & WB_OPTION_ONE_POINT));
         break;
     case WB_OPTION_LIST: {
         g_auto(GStrv) items = g_strsplit(text, ";", -1);

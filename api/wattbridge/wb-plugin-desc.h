@@ -52,11 +52,14 @@ typedef enum {
  * @WB_OPTION_FAMILY: the name is a prefix ending in '.', e.g. "point.";
  *   every key "point.<anything>" is accepted and validated with this spec's
  *   type and range; wb_config_get_family() lists them.
+ * @WB_OPTION_ONE_POINT: a WB_OPTION_POINT that names one point: no '+' or
+ *   '#' (a setpoint, a wired input).  Since ABI 1.1.
  */
 typedef enum {
     WB_OPTION_REQUIRED = 1u << 0,
     WB_OPTION_SECRET = 1u << 1,
     WB_OPTION_FAMILY = 1u << 2,
+    WB_OPTION_ONE_POINT = 1u << 3,
 } WbOptionFlags;
 
 /**

@@ -73,7 +73,6 @@ typedef struct {
 
 typedef struct {
     WbInstance *inst;
-    const WbConfig *config;
     WbMap *map;
     WbModbusServer *server;
     GPtrArray *wires;          /* Wire* */
@@ -117,12 +116,13 @@ static const WbOptionSpec options[] = {
      .help = "The register map served: a name in data/devices (eastron-sdm630, huawei-dtsu666-h, "
              "chint-dtsu666, ...) or a path to a .map file"},
 #endif
-    {.name = "point.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY,
+    {.name = "point.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY | WB_OPTION_ONE_POINT,
      .help = "Wires a measurement of the map to a point, e.g. point.power = pv/power or point.voltage-l1 = "
-             "pv/l1/voltage.  Measurements are the map's register keys (<quantity>[-<channel>]); these are also "
-             "derived when not wired: power, power-l1..l3, reactive-power(-l1..l3), apparent-power(-l1..l3), "
-             "power-factor(-l1..l3), voltage-l1..l3, voltage-l1-l2, voltage-l2-l3, voltage-l3-l1, "
-             "current-l1..l3, frequency, energy-import(-l1..l3), energy-export(-l1..l3)"},
+             "pv/l1/voltage.  Measurements are the map's register keys (<quantity>[-<channel>]).  Derived when "
+             "not wired: power and reactive-power from their phases (and the phases from the total with "
+             "phases = 1), apparent-power(-l1..l3) and power-factor(-l1..l3) from P and Q, voltage-l1-l2, "
+             "voltage-l2-l3, voltage-l3-l1 from the phase voltages, current-l1..l3 from apparent power and "
+             "voltage; anything else not wired (frequency, the energy counters) serves the map's default"},
     {.name = "phases", .type = WB_OPTION_ENUM, .default_value = "3", .values = phases_values,
      .help = "1: a single-phase source; Pa = Pt and Pb = Pc = 0"},
     {.name = "direction", .type = WB_OPTION_ENUM, .default_value = "forward", .values = direction_values,
@@ -539,7 +539,6 @@ static gboolean dtsu_create(WbInstance *instance, const WbConfig *config, gpoint
 {
     Dtsu *d = g_new0(Dtsu, 1);
     d->inst = instance;
-    d->config = config;
     d->mode = -1;
     d->single_phase = wb_config_get_enum(config, "phases") == 1;
     d->reverse = wb_config_get_enum(config, "direction") == 1;
@@ -593,11 +592,6 @@ static gboolean dtsu_create(WbInstance *instance, const WbConfig *config, gpoint
         if (k < 0) {
             wb_config_set_error(config, error, *key, "%s serves no measurement '%s'; it serves: %s",
                                 wb_map_get_name(d->map), name, served->str);
-            dtsu_free(d);
-            return FALSE;
-        }
-        if (strchr(point, '+') || strchr(point, '#')) {
-            wb_config_set_error(config, error, *key, "wire a single point, not a pattern (\"%s\")", point);
             dtsu_free(d);
             return FALSE;
         }

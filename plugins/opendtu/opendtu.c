@@ -145,7 +145,7 @@ static const WbOptionSpec options[] = {
              "read-only access is off (never logged; keep the file readable by root and the service user only)"},
     {.name = "alias.", .type = WB_OPTION_STRING, .flags = WB_OPTION_FAMILY,
      .help = "alias.<serial> = <name>: publish this inverter's points under <name> instead of its serial"},
-    {.name = "limit.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY,
+    {.name = "limit.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY | WB_OPTION_ONE_POINT,
      .help = "limit.<serial or alias> = <point>: the inverter's power limit follows this point (limit-unit), "
              "as a non-persistent limit; needs fallback-limit"},
     {.name = "limit-unit", .type = WB_OPTION_ENUM, .default_value = "W", .values = unit_names,
@@ -161,10 +161,10 @@ static const WbOptionSpec options[] = {
      .unit = "s", .help = "How long a limit may stay Pending before it is sent again"},
     {.name = "limit-tolerance", .type = WB_OPTION_DOUBLE, .default_value = "0.5", .min = 0, .max = 100, .unit = "%",
      .help = "A limit the inverter reports within this of the wanted one is not sent again"},
-    {.name = "power.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY,
+    {.name = "power.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY | WB_OPTION_ONE_POINT,
      .help = "power.<serial or alias> = <point>: turns the inverter on (point >= 0.5) or off (< 0.5) when "
              "the point changes"},
-    {.name = "restart.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY,
+    {.name = "restart.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY | WB_OPTION_ONE_POINT,
      .help = "restart.<serial or alias> = <point>: restarts the inverter when the point goes from 0 to 1 "
              "(a restart also resets its yield of the day)"},
     {NULL},

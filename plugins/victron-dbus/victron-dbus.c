@@ -106,7 +106,6 @@ typedef struct {
 
 typedef struct {
     WbInstance *inst;
-    const WbConfig *config;
     int type;
     char *service;        /* com.victronenergy.<type>.<name> */
     char *unique_id;      /* for /Settings/Devices/<id> */
@@ -183,7 +182,7 @@ static const WbOptionSpec options[] = {
      .help = "The instance whose points fill the type's usual paths: a grid meter's /Ac/Power from "
              "<source>/power, /Ac/L1/Voltage from <source>/l1/voltage, /Ac/Energy/Forward from "
              "<source>/energy-import, ...; path.* adds or overrides"},
-    {.name = "path.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY,
+    {.name = "path.", .type = WB_OPTION_POINT, .flags = WB_OPTION_FAMILY | WB_OPTION_ONE_POINT,
      .help = "Wires a Venus path to a point, e.g. path./Ac/L1/Power = grid-meter/power (a single-phase meter's "
              "total as L1, which Venus's system totals need)"},
     {.name = "setting.", .type = WB_OPTION_LIST, .flags = WB_OPTION_FAMILY,
@@ -855,7 +854,6 @@ static gboolean svc_create(WbInstance *instance, const WbConfig *config, gpointe
 {
     Svc *s = g_new0(Svc, 1);
     s->inst = instance;
-    s->config = config;
     s->type = wb_config_get_enum(config, "type");
     s->items = g_ptr_array_new_with_free_func(item_free);
     s->by_path = g_hash_table_new(g_str_hash, g_str_equal);
@@ -922,11 +920,6 @@ static gboolean svc_create(WbInstance *instance, const WbConfig *config, gpointe
         if (!valid_path(path) || (known && known->kind != ITEM_WIRED)) {
             wb_config_set_error(config, error, *key, "expected a Venus path such as /Ac/L1/Power%s",
                                 known ? " that the service does not publish itself" : "");
-            svc_free(s);
-            return FALSE;
-        }
-        if (strchr(point, '+') || strchr(point, '#')) {
-            wb_config_set_error(config, error, *key, "wire one point, not a pattern (\"%s\")", point);
             svc_free(s);
             return FALSE;
         }
