@@ -29,10 +29,6 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
-/* mosquitto_lib_init() once per process, however many instances: a
- * process-wide count by nature, touched on the main context only. */
-static guint lib_users;
-
 typedef struct {
     char *key;          /* "point.power", for errors */
     char *point;        /* relative point name */
@@ -71,7 +67,6 @@ typedef struct {
     GList *addresses;      /* GInetAddress*: resolved, tried in order */
     GList *next_address;
     WbWatch *watch;
-    int fd;
     WbTimer *misc_timer;
     WbTimer *retry_timer;
     char *last_error;      /* libmosquitto's last error log line, for the warning */
@@ -394,7 +389,6 @@ static void drop_watch(Mqtt *q)
 {
     wb_watch_free(q->watch);
     q->watch = NULL;
-    q->fd = -1;
 }
 
 static gboolean try_next_address(Mqtt *q);
@@ -543,9 +537,8 @@ static gboolean try_next_address(Mqtt *q)
             continue;
         }
         wb_log(q->inst, WB_LOG_DEBUG, "connecting to %s (%s):%d", q->host, ip, q->port);
-        q->fd = mosquitto_socket(q->mosq);
         q->tcp_connecting = TRUE;
-        q->watch = wb_watch_new(q->inst, q->fd, G_IO_OUT, on_socket, q);
+        q->watch = wb_watch_new(q->inst, mosquitto_socket(q->mosq), G_IO_OUT, on_socket, q);
         update_watch(q);
         return TRUE;
     }
@@ -598,8 +591,7 @@ static void mqtt_free(Mqtt *q)
     g_free(q->client_id);
     g_free(q->last_error);
     g_free(q);
-    if (--lib_users == 0)
-        mosquitto_lib_cleanup();
+    mosquitto_lib_cleanup(); /* libmosquitto >= 2.0 counts init and cleanup itself */
 }
 
 static gboolean ssl_failed(const WbConfig *config, GError **error, const char *key, const char *what,
@@ -660,11 +652,9 @@ static SSL_CTX *tls_context(const WbConfig *config, const char *host, GError **e
 
 static gboolean mqtt_create(WbInstance *instance, const WbConfig *config, gpointer *state, GError **error)
 {
-    if (lib_users++ == 0)
-        mosquitto_lib_init();
+    mosquitto_lib_init();
     Mqtt *q = g_new0(Mqtt, 1);
     q->inst = instance;
-    q->fd = -1;
     q->host = g_strdup(wb_config_get_string(config, "host"));
     q->port = (int)wb_config_get_int(config, "port");
     q->keepalive = (int)(wb_config_get_duration(config, "keepalive") / G_USEC_PER_SEC);

@@ -33,3 +33,12 @@ gboolean venus_bus_connect(const VenusBus *bus, GCancellable *cancel, GAsyncRead
                                       NULL, cancel, callback, user_data);
     return TRUE;
 }
+
+void venus_bus_renew_cancellable(GCancellable **cancel)
+{
+    if (!*cancel) /* stopping: already cancelled, none wanted */
+        return;
+    g_cancellable_cancel(*cancel);
+    g_object_unref(*cancel);
+    *cancel = g_cancellable_new();
+}

@@ -44,3 +44,9 @@ void venus_bus_clear(VenusBus *bus);
  * when the bus has no address (no session bus, say); main context. */
 gboolean venus_bus_connect(const VenusBus *bus, GCancellable *cancel, GAsyncReadyCallback callback,
                            gpointer user_data, GError **error);
+
+/* The connection is gone: cancels what was started on it (@cancel) and
+ * puts a fresh cancellable in its place for the next one.  Calls pending
+ * on a closed connection fail with G_IO_ERROR_CLOSED, not CANCELLED; this
+ * makes their callbacks see CANCELLED and leave the new connection alone. */
+void venus_bus_renew_cancellable(GCancellable **cancel);

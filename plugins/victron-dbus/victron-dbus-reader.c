@@ -594,6 +594,7 @@ static void drop_connection(Reader *r)
         g_signal_handlers_disconnect_by_data(r->conn, r);
         g_dbus_connection_close(r->conn, NULL, NULL, NULL);
         g_clear_object(&r->conn);
+        venus_bus_renew_cancellable(&r->cancel);
     }
 }
 

@@ -470,9 +470,11 @@ static void flush(Svc *s)
         it->dirty = FALSE;
         if (!s->registered)
             continue;
-        g_variant_builder_add(&all, "{s@a{sv}}", it->path, value_and_text(it));
+        /* built once for both signals */
+        g_autoptr(GVariant) props = g_variant_ref_sink(value_and_text(it));
+        g_variant_builder_add(&all, "{s@a{sv}}", it->path, props);
         g_dbus_connection_emit_signal(s->conn, NULL, it->path, BUSITEM, "PropertiesChanged",
-                                      g_variant_new("(@a{sv})", value_and_text(it)), NULL);
+                                      g_variant_new("(@a{sv})", props), NULL);
         changed++;
     }
     if (changed)
@@ -718,6 +720,7 @@ static void drop_connection(Svc *s)
         g_signal_handlers_disconnect_by_data(s->conn, s);
         g_dbus_connection_close(s->conn, NULL, NULL, NULL);
         g_clear_object(&s->conn);
+        venus_bus_renew_cancellable(&s->cancel); /* AddSettings, RequestName */
     }
     s->registered = FALSE;
     s->settings_done = FALSE;
