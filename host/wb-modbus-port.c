@@ -75,6 +75,7 @@ struct _WbModbusJob {
     WbModbusDevice *dev;
     GArray *reqs;    /* Req */
     gboolean run_at_stop;
+    gboolean cancelled;    /* its device was freed: ends after the request in progress */
     gboolean submitted;
     WbModbusJobFunc func;
     gpointer user_data;
@@ -645,7 +646,7 @@ static WbModbusDevice *pick(Port *p, gint64 now, gint64 *wake)
         }
         if (!dev->current)
             continue;
-        if (dev->abandon) {
+        if (dev->abandon || dev->current->cancelled) {
             finish_job(p, dev, WB_MODBUS_STATUS_CANCELLED);
             continue;
         }
@@ -936,7 +937,12 @@ void wb_modbus_device_free(WbModbusDevice *dev)
         }
         l = next;
     }
-    if (dev->current)
+    /* the job on the line: nobody wants its answer, unless it must run at
+     * stop; it ends after the request in progress (a reload frees devices
+     * while the main loop runs for the others: no waiting out a whole poll) */
+    if (dev->current && !dev->current->run_at_stop)
+        dev->current->cancelled = TRUE;
+    else if (dev->current)
         budget += (gint64)dev->current->reqs->len * ((gint64)(dev->retries + 1) * dev->timeout + dev->min_delay);
     gint64 deadline = g_get_monotonic_time() + budget + p->reopen_delay + G_USEC_PER_SEC;
     if (dev->current || !g_queue_is_empty(&dev->queue)) {

@@ -459,9 +459,12 @@ WbModbusDevice *wb_modbus_device_new(WbInstance *instance, const char *prefix, W
  * wb_modbus_device_free:
  * @device: (nullable): a device
  *
- * Cancels its queued jobs (their callbacks are not called), except those
- * marked with wb_modbus_job_set_run_at_stop(), which run first: this waits
- * for them, at most their timeouts.  Main context.  Since: 1.1
+ * Cancels its jobs (their callbacks are not called): the queued ones, and
+ * the one on the line after its request in progress; except those marked
+ * with wb_modbus_job_set_run_at_stop(), which run first.  This waits for
+ * the request in progress and for those jobs, at most their timeouts (plus
+ * the port's reopen delay and 1 s when the line must be reopened).  Main
+ * context.  Since: 1.1
  */
 void wb_modbus_device_free(WbModbusDevice *device);
 
