@@ -8,7 +8,7 @@
  * unit, and where it has a sign, one sign rule.  A plugin that talks to a
  * device with another convention converts at its edge, once.
  *
- * Sign rules (DESIGN.md): a grid meter's power > 0 means import from the
+ * Sign rules: a grid meter's power > 0 means import from the
  * grid; a PV inverter's power > 0 means production; a battery's power > 0
  * means charging (Victron's convention).  Energy counters follow the power
  * sign of their point's owner: "energy-import" counts while power > 0 (grid:

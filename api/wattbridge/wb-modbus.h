@@ -48,7 +48,7 @@ typedef enum {
 
 /**
  * WbMapDirection: what a positive value of a power-like register means, in
- * the device's own convention; a reader converts to DESIGN.md's by the
+ * the device's own convention; a reader converts to quantities.h's by the
  * device's role.
  */
 typedef enum {

@@ -1,6 +1,6 @@
 /* http-client: what the HTTP source plugins (opendtu, shelly) share: one
  * libsoup session per instance, requests with a timeout of their own, the
- * answer parsed as JSON, and the failure rules of DESIGN.md: every failure
+ * answer parsed as JSON, and wattbridge's failure rules: every failure
  * is logged once with its reason (again only when the reason changes), the
  * device is marked disconnected, polling backs off, and recovery is logged
  * and automatic.

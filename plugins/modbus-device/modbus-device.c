@@ -3,7 +3,7 @@
  *
  * Registers are read in three rate groups (fast, slow, and once per
  * connection), each with a read plan from the map, and published as points
- * in DESIGN.md's units and signs: a register's quantity names its point
+ * in quantities.h's units and signs: a register's quantity names its point
  * ("power", "l1/voltage"), its sign is converted from the device's
  * convention (the map's direction) to the instance's role, and registers
  * without a quantity are published as register/<name>.

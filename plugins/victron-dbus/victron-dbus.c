@@ -27,7 +27,7 @@ enum { T_GRID, T_PVINVERTER, T_ACLOAD, T_DCLOAD, T_DCSYSTEM, T_BATTERY };
 static const char *const type_names[] = {"grid", "pvinverter", "acload", "dcload", "dcsystem", "battery", NULL};
 
 /* The paths each type wires by default, from <source>/<point>: Venus's
- * units and signs are DESIGN.md's (grid > 0 import, PV > 0 production,
+ * units and signs are quantities.h's (grid > 0 import, PV > 0 production,
  * battery > 0 charging; wiki dbus, shared/reference/victron-dbus.md 2.2-2.5). */
 typedef struct {
     const char *path;
