@@ -245,15 +245,13 @@ static gboolean sub_matches(const WbSubscription *sub, const char *name)
     return FALSE;
 }
 
-static WbPoint *point_get(WbPointStore *store, char *full_name /* transfer full */)
+static WbPoint *point_get(WbPointStore *store, const char *full_name)
 {
     WbPoint *p = g_hash_table_lookup(store->points, full_name);
-    if (p) {
-        g_free(full_name);
+    if (p)
         return p;
-    }
     p = g_new0(WbPoint, 1);
-    p->name = full_name;
+    p->name = g_strdup(full_name);
     p->value = NAN;
     p->state = WB_POINT_INVALID;
     p->subs = g_ptr_array_new();
@@ -292,7 +290,8 @@ static Entry *add_entry(WbBatch *batch, const char *name, int kind)
                    name ? name : "(null)");
         return NULL;
     }
-    Entry e = {.name = g_strdup(name), .kind = kind, .value = NAN};
+    /* the full name once, here: commit looks it up as it is */
+    Entry e = {.name = g_strconcat(wb_instance_get_name(batch->instance), "/", name, NULL), .kind = kind, .value = NAN};
     g_array_append_val(batch->entries, e);
     return &g_array_index(batch->entries, Entry, batch->entries->len - 1);
 }
@@ -333,7 +332,7 @@ void wb_batch_discard(WbBatch *batch)
     g_free(batch);
 }
 
-static void point_update(WbPoint *p, const Entry *e, gint64 time, gint64 mono)
+static void point_update(WbPoint *p, Entry *e, gint64 time, gint64 mono)
 {
     p->time = time;
     p->mono = mono;
@@ -349,7 +348,7 @@ static void point_update(WbPoint *p, const Entry *e, gint64 time, gint64 mono)
         p->is_string = TRUE;
         p->value = NAN;
         g_free(p->text);
-        p->text = g_strdup(e->text);
+        p->text = g_steal_pointer(&e->text); /* the batch is discarded after the commit */
         break;
     default:
         p->state = WB_POINT_INVALID;
@@ -372,7 +371,6 @@ void wb_batch_commit(WbBatch *batch)
 {
     g_return_if_fail(batch != NULL);
     WbPointStore *store = wb_instance_get_points(batch->instance);
-    const char *prefix = wb_instance_get_name(batch->instance);
     gint64 now = g_get_monotonic_time();
     gint64 real_now = g_get_real_time();
     gint64 time = batch->time;
@@ -383,8 +381,8 @@ void wb_batch_commit(WbBatch *batch)
 
     dispatch_enter(store);
     for (guint i = 0; i < batch->entries->len; i++) {
-        const Entry *e = &g_array_index(batch->entries, Entry, i);
-        WbPoint *p = point_get(store, g_strconcat(prefix, "/", e->name, NULL));
+        Entry *e = &g_array_index(batch->entries, Entry, i);
+        WbPoint *p = point_get(store, e->name);
         point_update(p, e, time, mono);
         guint n = p->subs->len; /* subscriptions added by callbacks get their own delivery */
         for (guint j = 0; j < n; j++) {
