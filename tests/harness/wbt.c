@@ -221,6 +221,33 @@ int wbt_run(const char *const *argv, guint timeout_ms, char **out, char **err)
     return status;
 }
 
+int wbt_run_daemon(const char *const *args, char **out, char **err)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (char *)env("WB_TEST_DAEMON"));
+    for (int i = 0; args[i]; i++)
+        g_ptr_array_add(argv, (char *)args[i]);
+    g_ptr_array_add(argv, NULL);
+    char *o = NULL, *e = NULL;
+    int status = wbt_run((const char *const *)argv->pdata, 20000, &o, &e);
+    g_autofree char *cmd = g_strjoinv(" ", (char **)argv->pdata);
+    if (wbt_has_sanitizer_report(e))
+        g_error("sanitizer report from %s:\n%s", cmd, e);
+    if (WIFSIGNALED(status))
+        g_error("%s died of signal %d:\n%s\n%s", cmd, WTERMSIG(status), o, e);
+    if (!WIFEXITED(status))
+        g_error("%s did not exit normally (wait status 0x%x):\n%s\n%s", cmd, (unsigned)status, o, e);
+    if (out)
+        *out = o;
+    else
+        g_free(o);
+    if (err)
+        *err = e;
+    else
+        g_free(e);
+    return WEXITSTATUS(status);
+}
+
 guint wbt_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -334,6 +361,23 @@ guint wbt_daemon_count_log(WbtDaemon *d, const char *regex)
     return n;
 }
 
+void wbt_daemon_expect_log_count(WbtDaemon *d, const char *regex, guint count, guint timeout_ms)
+{
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    guint n;
+    for (;;) {
+        n = wbt_daemon_count_log(d, regex);
+        if (n >= count)
+            return;
+        if (g_get_monotonic_time() >= end)
+            break;
+        wbt_sleep(20);
+    }
+    g_autofree char *log = wbt_daemon_log(d);
+    g_error("%u lines matching \"%s\" within %u ms, expected at least %u, in the daemon's stderr:\n%s", n, regex,
+            timeout_ms, count, log);
+}
+
 /* The values the recorder plugin logged for @name, oldest first. */
 static GPtrArray *point_values(WbtDaemon *d, const char *name)
 {
@@ -386,6 +430,21 @@ guint wbt_daemon_count_point(WbtDaemon *d, const char *name)
     return values->len;
 }
 
+void wbt_daemon_expect_point_count(WbtDaemon *d, const char *name, guint count, guint timeout_ms)
+{
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    guint n;
+    for (;;) {
+        n = wbt_daemon_count_point(d, name);
+        if (n >= count)
+            return;
+        if (g_get_monotonic_time() >= end)
+            break;
+        wbt_sleep(20);
+    }
+    g_error("point %s: logged %u times within %u ms, expected at least %u", name, n, timeout_ms, count);
+}
+
 void wbt_daemon_expect_point(WbtDaemon *d, const char *name, double expected, double tolerance, guint timeout_ms)
 {
     gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
@@ -423,9 +482,16 @@ gboolean wbt_has_sanitizer_report(const char *log)
 
 int wbt_daemon_stop_status(WbtDaemon *d)
 {
+    return wbt_daemon_stop_status_log(d, NULL);
+}
+
+int wbt_daemon_stop_status_log(WbtDaemon *d, char **log)
+{
     g_subprocess_send_signal(d->proc, SIGTERM);
     gboolean exited = wait_for(d->proc, 15000);
     int status = exited ? g_subprocess_get_status(d->proc) : -1;
+    if (log)
+        *log = wbt_daemon_log(d);
     g_object_unref(d->proc);
     wbt_tmpdir_free(d->dir);
     g_free(d->stderr_path);
@@ -1062,4 +1128,24 @@ void wbt_http_device_stop(WbtHttpDevice *h)
     wbt_daemon_stop(h->proc);
     g_free(h->url);
     g_free(h);
+}
+
+void wbt_http_expect_failure(WbtDaemon *d, WbtHttpDevice *h, const char *instance, const char *mode,
+                             const char *reason, const char *point)
+{
+    g_autofree char *connected = g_strdup_printf("%s/connected", instance);
+    wbt_http_device_command(h, "mode %s", mode);
+    g_autofree char *re = g_strdup_printf("\\[%s\\] http://127.0.0.1:%u: %s.*next try in", instance, h->port, reason);
+    wbt_daemon_expect_log(d, re, 5000);
+    wbt_daemon_expect_point(d, connected, 0, 0, 1000);
+    wbt_daemon_expect_point_state(d, point, "stale", 3000);
+    /* several failed polls later, still one line for it */
+    wbt_sleep(1200);
+    if (wbt_daemon_count_log(d, re) != 1) {
+        g_autofree char *log = wbt_daemon_log(d);
+        g_error("\"%s\" logged %u times, expected once:\n%s", reason, wbt_daemon_count_log(d, re), log);
+    }
+    wbt_http_device_command(h, "mode ok");
+    wbt_daemon_expect_point_state(d, point, "valid", 5000);
+    wbt_daemon_expect_point(d, connected, 1, 0, 1000);
 }

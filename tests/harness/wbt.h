@@ -61,10 +61,15 @@ WbtDaemon *wbt_daemon_spawn_flags(const char *const *argv, const char *const *en
  * of the log); returns the first capture group (or the whole match), or
  * NULL after the timeout. */
 char *wbt_daemon_wait_log(WbtDaemon *d, const char *regex, guint timeout_ms);
-/* Asserts that a line matching @regex appears within @timeout_ms. */
+/* Asserts that a line matching @regex appears within @timeout_ms.  It
+ * searches the whole log: when an earlier line may match already, use
+ * wbt_daemon_expect_log_count() with the count before the action plus one. */
 void wbt_daemon_expect_log(WbtDaemon *d, const char *regex, guint timeout_ms);
 /* Like wbt_daemon_wait_log() but counts the matches so far. */
 guint wbt_daemon_count_log(WbtDaemon *d, const char *regex);
+/* Waits up to @timeout_ms until the log holds at least @count matches of
+ * @regex; fails the test with the log otherwise. */
+void wbt_daemon_expect_log_count(WbtDaemon *d, const char *regex, guint count, guint timeout_ms);
 /* The daemon's stderr so far. */
 char *wbt_daemon_log(WbtDaemon *d);
 /* wbt_daemon_start() on the scratch tree's conf.d and state directory. */
@@ -76,6 +81,9 @@ WbtDaemon *wbt_scratch_daemon(WbtScratch *s);
  * text @expected, failing the test otherwise. */
 char *wbt_daemon_last_point(WbtDaemon *d, const char *name);
 guint wbt_daemon_count_point(WbtDaemon *d, const char *name);
+/* Waits up to @timeout_ms until the recorder logged @name at least @count
+ * times; fails the test otherwise. */
+void wbt_daemon_expect_point_count(WbtDaemon *d, const char *name, guint count, guint timeout_ms);
 void wbt_daemon_expect_point(WbtDaemon *d, const char *name, double expected, double tolerance, guint timeout_ms);
 /* Waits until the recorder's last line for @name says @state ("valid",
  * "invalid", "stale"). */
@@ -86,8 +94,12 @@ void wbt_daemon_stop(WbtDaemon *d);
 /* The same, returning the daemon's whole stderr (what it logged while
  * stopping included). */
 char *wbt_daemon_stop_log(WbtDaemon *d);
-/* For a test that expects the daemon to fail: SIGTERM and return its wait status. */
+/* For a test that expects the daemon to fail: SIGTERM and return its wait
+ * status (-1 when it did not exit within 15 s and was killed). */
 int wbt_daemon_stop_status(WbtDaemon *d);
+/* The same, also returning the daemon's whole stderr in @log (sanitizer
+ * reports included); asserts nothing. */
+int wbt_daemon_stop_status_log(WbtDaemon *d, char **log);
 /* TRUE when @log contains an AddressSanitizer/LeakSanitizer/UBSan report. */
 gboolean wbt_has_sanitizer_report(const char *log);
 
@@ -96,6 +108,11 @@ gboolean wbt_has_sanitizer_report(const char *log);
 /* Runs @argv to completion (at most @timeout_ms, then killed); returns its
  * exit status and stdout/stderr. */
 int wbt_run(const char *const *argv, guint timeout_ms, char **out, char **err);
+/* Runs the daemon binary (WB_TEST_DAEMON) with @args (NULL-terminated, not
+ * counting the binary) to completion, at most 20 s; fails the test on a
+ * sanitizer report in its stderr or when it did not exit normally (a
+ * signal, an abort); returns its exit code and stdout/stderr. */
+int wbt_run_daemon(const char *const *args, char **out, char **err);
 /* Spawns @argv like the harness's other children: it dies with the test. */
 GSubprocess *wbt_spawn(const char *const *argv, GSubprocessFlags flags);
 /* Iterates the default main context for @ms milliseconds. */
@@ -230,5 +247,12 @@ WbtHttpDevice *wbt_http_device_startv(const char *const *args);
 void wbt_http_device_command(WbtHttpDevice *h, const char *format, ...) G_GNUC_PRINTF(2, 3);
 /* SIGTERM; fails the test on a non-zero exit or a sanitizer report. */
 void wbt_http_device_stop(WbtHttpDevice *h);
+/* The HTTP plugins' failure rules, for one failure: puts @h in @mode
+ * ("garbage", "stall 1500", ...), then expects "[@instance] <url>: @reason"
+ * (a regex) logged, @instance/connected 0 and @point stale; after 1.2 s
+ * of failed polls the reason is still logged once; "mode ok" brings @point
+ * back valid and connected to 1. */
+void wbt_http_expect_failure(WbtDaemon *d, WbtHttpDevice *h, const char *instance, const char *mode,
+                             const char *reason, const char *point);
 
 G_END_DECLS

@@ -10,32 +10,12 @@
 #include "wbt.h"
 
 #include <string.h>
-#include <sys/wait.h>
 
 static const char *srcdir(void)
 {
     const char *d = g_getenv("WB_TEST_SRCDIR");
     g_assert_nonnull(d);
     return d;
-}
-
-/* Runs the daemon binary with @args; returns its exit code (asserting it
- * exited normally, without a sanitizer report) and its output. */
-static int run_daemon(const char *const *args, char **out, char **err)
-{
-    g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    g_ptr_array_add(argv, (char *)g_getenv("WB_TEST_DAEMON"));
-    for (int i = 0; args[i]; i++)
-        g_ptr_array_add(argv, (char *)args[i]);
-    g_ptr_array_add(argv, NULL);
-    char *o = NULL, *e = NULL;
-    int status = wbt_run((const char *const *)argv->pdata, 20000, &o, &e);
-    if (wbt_has_sanitizer_report(e))
-        g_error("sanitizer report from %s:\n%s", args[0], e);
-    g_assert_true(WIFEXITED(status));
-    *out = o;
-    *err = e;
-    return WEXITSTATUS(status);
 }
 
 static int compare_paths(gconstpointer a, gconstpointer b)
@@ -69,7 +49,7 @@ static void test_broken_corpus(void)
         guint expected = 0;
         g_autofree char *out = NULL, *err = NULL;
         const char *args[] = {"--check-map", path, NULL};
-        int code = run_daemon(args, &out, &err);
+        int code = wbt_run_daemon(args, &out, &err);
         if (code != 1)
             g_error("%s: --check-map exited %d, expected 1\n%s%s", path, code, out, err);
         g_auto(GStrv) reported = g_strsplit(err, "\n", -1);
@@ -109,7 +89,7 @@ static void test_shipped_maps(void)
     }
     g_ptr_array_add(args, NULL);
     g_autofree char *out = NULL, *err = NULL;
-    int code = run_daemon((const char *const *)args->pdata, &out, &err);
+    int code = wbt_run_daemon((const char *const *)args->pdata, &out, &err);
     if (code != 0)
         g_error("shipped maps fail --check-map:\n%s%s", out, err);
     for (guint i = 0; i < files->len; i++) {
@@ -126,7 +106,7 @@ static void test_mixed(void)
     g_autofree char *bad = g_build_filename(srcdir(), "tests", "maps", "broken", "overlap.map", NULL);
     const char *args[] = {"--check-map", good, "--check-map", bad, NULL};
     g_autofree char *out = NULL, *err = NULL;
-    g_assert_cmpint(run_daemon(args, &out, &err), ==, 1);
+    g_assert_cmpint(wbt_run_daemon(args, &out, &err), ==, 1);
     g_assert_nonnull(strstr(out, "chint-dtsu666.map: OK: CHINT DTSU666"));
     g_assert_nonnull(strstr(err, "overlap.map:11: "));
 }
@@ -148,7 +128,7 @@ static void test_import_sources(void)
             g_error("%s has no map %s", csv, shipped_path);
         const char *args[] = {"--import-csv", csv, NULL};
         g_autofree char *out = NULL, *err = NULL;
-        g_assert_cmpint(run_daemon(args, &out, &err), ==, 0);
+        g_assert_cmpint(wbt_run_daemon(args, &out, &err), ==, 0);
         if (strcmp(out, shipped) != 0)
             g_error("%s differs from wattbridge --import-csv %s: regenerate it", shipped_path, csv);
         g_assert_nonnull(strstr(shipped, "by wattbridge --import-csv"));
@@ -172,7 +152,7 @@ static void test_import_errors(void)
         "input,12,\"Name, quoted\",u16,,\n");            /* 10: fine */
     const char *args[] = {"--import-csv", csv, NULL};
     g_autofree char *out = NULL, *err = NULL;
-    g_assert_cmpint(run_daemon(args, &out, &err), ==, 1);
+    g_assert_cmpint(wbt_run_daemon(args, &out, &err), ==, 1);
     g_assert_cmpstr(out, ==, "");
     const char *expected[] = {":3: [map] max-read: expected 1..125", ":6: register Current at 0x0001 overlaps Voltage",
                               ":8: [input 4] type: expected one of", ":9: [holding 10] quantity: \"powr\""};
@@ -187,7 +167,7 @@ static void test_import_errors(void)
     const char *args2[] = {"--import-csv", bad_header, NULL};
     g_free(out);
     g_free(err);
-    g_assert_cmpint(run_daemon(args2, &out, &err), ==, 1);
+    g_assert_cmpint(wbt_run_daemon(args2, &out, &err), ==, 1);
     g_autofree char *unknown = g_strconcat(bad_header, ":1: unknown column \"kind\"", NULL);
     g_autofree char *missing = g_strconcat(bad_header, ":1: the header needs a \"table\" column", NULL);
     g_assert_nonnull(strstr(err, unknown));

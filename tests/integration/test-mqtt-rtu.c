@@ -205,14 +205,31 @@ static void test_garbage(Fixture *f, gconstpointer data)
     wbt_daemon_expect_log(f->daemon, "field OutputPower is not a number", 5000);
     /* the other fields are missing from that payload: those points are
      * invalid now, so the seed meter serves zeros (on-invalid = zero) */
+    static const guint16 zero[] = {0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000};
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, zero, 8, "Pt..Pc zeroed while fields are missing");
+    /* the other fields back (Pa now 1100 W), OutputPower still not a
+     * number: once the new Pa is served, Pt is the last good -1500 W */
+    wbt_repeater_set_payload(f->stick,
+                             "{\"InverterStatus\":1,\"OutputPower\":\"lots\",\"L1ThreePhaseGridOutputPower\":1100,"
+                             "\"L2ThreePhaseGridOutputPower\":-250,\"L3ThreePhaseGridOutputPower\":0,"
+                             "\"L1ThreePhaseGridVoltage\":230.9,\"L2ThreePhaseGridVoltage\":231.1,"
+                             "\"L3ThreePhaseGridVoltage\":230.7,\"GridFrequency\":50.015,"
+                             "\"TotalGenerateEnergy\":5678.234}");
+    static const guint16 pabc_lots[] = {0x462B, 0xE000, 0xC51C, 0x4000, 0x0000, 0x0000}; /* 1100, -250, 0 W */
+    wbt_expect_words(f->rtu, 1, 3, 0x2014, pabc_lots, 6, "Pa..Pc beside a power that is not a number");
+    g_autoptr(WbtRead) kept = wbt_mbpoll_read(f->rtu, 1, 3, 0x2012, 2);
+    wbt_assert_words(kept, pt, 2, "Pt keeps its last good value");
     publish(f, "5678.234");
     wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt with good data again");
+    static const guint16 ptabc[] = {0xC66A, 0x6000, 0x461C, 0x4000, 0xC51C, 0x4000, 0x0000, 0x0000};
+    wbt_expect_words(f->rtu, 1, 3, 0x2012, ptabc, 8, "Pt..Pc with good data again");
 
     /* noise on the RS485 line: discarded, the next request is answered */
     static const guint8 noise[] = {0xFF, 0x00, 0x13, 0x37, 0x01, 0x03, 0x20, 0x99, 0xAB, 0xCD, 0xEF, 0x55, 0xAA};
     wbt_rtu_send(f->pty->b, noise, sizeof noise);
     wbt_sleep(700);
-    wbt_expect_words(f->rtu, 1, 3, 0x2012, pt, 2, "Pt after line noise");
+    g_autoptr(WbtRead) after_noise = wbt_mbpoll_read(f->rtu, 1, 3, 0x2012, 2);
+    wbt_assert_words(after_noise, pt, 2, "Pt after line noise");
 }
 
 static void test_invalid(Fixture *f, gconstpointer data)

@@ -154,20 +154,7 @@ static void test_unreachable(void)
 
 static void expect_failure(WbtDaemon *d, WbtHttpDevice *h, const char *mode, const char *reason)
 {
-    wbt_http_device_command(h, "mode %s", mode);
-    g_autofree char *re = g_strdup_printf("\\[dtu\\] http://127.0.0.1:%u: %s.*next try in", h->port, reason);
-    wbt_daemon_expect_log(d, re, 5000);
-    wbt_daemon_expect_point(d, "dtu/connected", 0, 0, 1000);
-    wbt_daemon_expect_point_state(d, "dtu/" SERIAL "/power", "stale", 3000);
-    /* several failed polls later, still one line for it */
-    wbt_sleep(1200);
-    if (wbt_daemon_count_log(d, re) != 1) {
-        g_autofree char *log = wbt_daemon_log(d);
-        g_error("\"%s\" logged %u times, expected once:\n%s", reason, wbt_daemon_count_log(d, re), log);
-    }
-    wbt_http_device_command(h, "mode ok");
-    wbt_daemon_expect_point_state(d, "dtu/" SERIAL "/power", "valid", 5000);
-    wbt_daemon_expect_point(d, "dtu/connected", 1, 0, 1000);
+    wbt_http_expect_failure(d, h, "dtu", mode, reason, "dtu/" SERIAL "/power");
 }
 
 static void test_failures(void)
@@ -231,13 +218,8 @@ static guint limit_posts(WbtHttpDevice *h, const char *value)
 
 static void expect_limit_post(WbtHttpDevice *h, const char *value, guint count, guint timeout_ms)
 {
-    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-    while (limit_posts(h, value) < count && g_get_monotonic_time() < end)
-        wbt_sleep(20);
-    if (limit_posts(h, value) < count) {
-        g_autofree char *log = wbt_daemon_log(h->proc);
-        g_error("expected %u POSTs of limit %s within %u ms:\n%s", count, value, timeout_ms, log);
-    }
+    g_autofree char *re = g_strdup_printf(LIMIT_POST "%s\\}$", value);
+    wbt_daemon_expect_log_count(h->proc, re, count, timeout_ms);
 }
 
 static void test_limit(void)
@@ -297,11 +279,12 @@ static void test_limit(void)
 
     /* the inverter restarts (unreachable, then back): the limit is sent again */
     guint before = limit_posts(h, "250");
+    guint again = wbt_daemon_count_log(d, "sent again"); /* the pending timeout's resend said it too */
     wbt_http_device_command(h, "set " SERIAL " reachable=0 limit_relative=100");
     wbt_daemon_expect_log(d, SERIAL " is not reachable", 3000);
     wbt_http_device_command(h, "update " SERIAL " reachable=1");
     expect_limit_post(h, "250", before + 1, 3000);
-    wbt_daemon_expect_log(d, "sent again", 1000);
+    wbt_daemon_expect_log_count(d, "sent again", again + 1, 1000);
 
     /* the point goes stale: the fallback, once */
     wbt_repeater_stop(r);
@@ -341,9 +324,7 @@ static void test_stop_while_busy(void)
     /* the device stops answering: the next poll and a new limit hang */
     wbt_http_device_command(h, "mode stall 30000");
     guint gets = wbt_daemon_count_log(h->proc, "^GET /api/livedata/status$");
-    gint64 end = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
-    while (wbt_daemon_count_log(h->proc, "^GET /api/livedata/status$") == gets && g_get_monotonic_time() < end)
-        wbt_sleep(20);
+    wbt_daemon_expect_log_count(h->proc, "^GET /api/livedata/status$", gets + 1, 3000);
     wbt_publish(broker, "ctl/limit", "400", FALSE);
     expect_limit_post(h, "400", 1, 3000);
     /* it answers again, but the two stay stuck; now stop */
@@ -435,14 +416,13 @@ static void test_websocket(void)
     wbt_daemon_expect_point(d, "dtu/shed/power", 312.5, 1e-9, 1000);
 
     /* the device closes it: polling takes over, then the websocket again */
+    gets = wbt_daemon_count_log(h->proc, "^GET /api/livedata/status");
     wbt_http_device_command(h, "ws-close");
     wbt_daemon_expect_log(d, "websocket http://127\\.0\\.0\\.1:[0-9]+/livedata: closed by the device", 3000);
-    wbt_daemon_expect_log(h->proc, "^GET /api/livedata/status", 1000);
+    wbt_daemon_expect_log_count(h->proc, "^GET /api/livedata/status", gets + 1, 1000);
     wbt_http_device_command(h, "update " SERIAL " AC.Power=555");
     wbt_daemon_expect_point(d, "dtu/" SERIAL "/power", 555, 1e-9, 3000);
-    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
-    while (wbt_daemon_count_log(d, following) < 2 && g_get_monotonic_time() < end)
-        wbt_sleep(50);
+    wbt_daemon_expect_log_count(d, following, 2, 5000);
     g_assert_cmpuint(wbt_daemon_count_log(d, following), ==, 2);
     wbt_daemon_stop(d);
     wbt_http_device_stop(h);

@@ -1,6 +1,7 @@
-/* A plugin that leaks on purpose.  The sanitizer run starts the daemon with
- * it and expects the test to fail: proof that LeakSanitizer is armed and
- * that the harness turns its report into a failure. */
+/* A plugin that leaks on purpose.  Under the address sanitizer, leak-net
+ * starts the daemon with it and passes only when LeakSanitizer reports this
+ * leak (4096 bytes from leaky_start) and the harness sees the report:
+ * proof that the net is armed. */
 #include <wattbridge/plugin.h>
 
 static gboolean leaky_create(WbInstance *instance, const WbConfig *config, gpointer *state, GError **error)

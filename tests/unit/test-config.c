@@ -1,5 +1,6 @@
 /* Unit tests: conf.d loading and option validation, every error path. */
 #include "wb-private.h"
+#include "wbt.h"
 
 #include <glib/gstdio.h>
 #include <unistd.h>
@@ -13,40 +14,19 @@ typedef struct {
 
 static void tmp_setup(Tmp *t, gconstpointer data)
 {
-    t->root = g_dir_make_tmp("wb-config-XXXXXX", NULL);
-    g_assert_nonnull(t->root);
-}
-
-static void rm_rf(const char *path)
-{
-    if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
-        GDir *dir = g_dir_open(path, 0, NULL);
-        const char *name;
-        while ((name = g_dir_read_name(dir))) {
-            g_autofree char *child = g_build_filename(path, name, NULL);
-            rm_rf(child);
-        }
-        g_dir_close(dir);
-        g_rmdir(path);
-    } else {
-        g_unlink(path);
-    }
+    t->root = wbt_tmpdir_new();
 }
 
 static void tmp_teardown(Tmp *t, gconstpointer data)
 {
-    rm_rf(t->root);
-    g_free(t->root);
+    wbt_tmpdir_free(t->root);
 }
 
 /* Writes @text to <root>/<dir>/<file> and returns the file's path. */
 static char *write_conf(Tmp *t, const char *dir, const char *file, const char *text)
 {
-    g_autofree char *d = g_build_filename(t->root, dir, NULL);
-    g_mkdir_with_parents(d, 0755);
-    char *path = g_build_filename(d, file, NULL);
-    g_assert_true(g_file_set_contents(path, text, -1, NULL));
-    return path;
+    g_autofree char *name = g_build_filename(dir, file, NULL);
+    return wbt_write(t->root, name, text);
 }
 
 static char *dir_path(Tmp *t, const char *dir)
@@ -319,16 +299,13 @@ static void test_check_config(Tmp *t, gconstpointer data)
     g_autofree char *bad = write_conf(t, "c", "30-bad.conf", "[bad]\nplugin = good\nname = x\ncount = 99\n");
     g_autofree char *nop = write_conf(t, "c", "40-nop.conf", "[nop]\nplugin = absent\n");
     g_autofree char *dir = dir_path(t, "c");
-    const char *daemon = g_getenv("WB_TEST_DAEMON");
-    const char *argv[] = {daemon, "--check-config", "--config-dir", dir, "--plugin-dir", plugin_dir, NULL};
+    const char *args[] = {"--check-config", "--config-dir", dir, "--plugin-dir", plugin_dir, NULL};
     g_autofree char *out = NULL;
     g_autofree char *err = NULL;
-    int status = 0;
-    g_autoptr(GError) error = NULL;
-    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, &error));
+    /* fails the test unless it exits normally without a sanitizer report */
+    int code = wbt_run_daemon(args, &out, &err);
     g_test_message("stdout:\n%s\nstderr:\n%s", out, err);
-    g_assert_false(g_spawn_check_wait_status(status, NULL));
-    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    g_assert_cmpint(code, ==, 1);
     g_autofree char *l1 = g_strdup_printf("[ok] %s: plugin good 1.0, would run", ok);
     g_autofree char *l2 = g_strdup_printf("[off] %s: plugin good 1.0, valid but disabled (enabled = false)", off);
     g_autofree char *l3 = g_strdup_printf("error: %s:4: [bad] count: expected an integer from 1 to 10, got \"99\"", bad);
@@ -344,23 +321,19 @@ static void test_check_config(Tmp *t, gconstpointer data)
     g_unlink(nop);
     g_clear_pointer(&out, g_free);
     g_clear_pointer(&err, g_free);
-    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, &error));
-    g_assert_true(g_spawn_check_wait_status(status, NULL));
+    code = wbt_run_daemon(args, &out, &err);
+    g_test_message("stdout:\n%s\nstderr:\n%s", out, err);
+    g_assert_cmpint(code, ==, 0);
     assert_contains(out, "configuration OK");
 }
 
-/* Runs the daemon with @args; returns the exit status. */
+/* Runs the daemon with @args; returns the exit code (failing the test on a
+ * sanitizer report or an abnormal exit). */
 static int run_cli(const char *const *args, char **out, char **err)
 {
-    g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    g_ptr_array_add(argv, (char *)g_getenv("WB_TEST_DAEMON"));
-    for (int i = 0; args[i]; i++)
-        g_ptr_array_add(argv, (char *)args[i]);
-    g_ptr_array_add(argv, NULL);
-    int status = 0;
-    g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, out, err, &status, NULL));
+    int code = wbt_run_daemon(args, out, err);
     g_test_message("stdout:\n%s\nstderr:\n%s", *out, *err);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return code;
 }
 
 static void test_cli(void)
@@ -427,22 +400,25 @@ static void test_cli(void)
     assert_contains(err, "Unknown option --frobnicate");
 }
 
-/* The shipped example installations validate (no device is opened). */
+/* The shipped example installations are valid as they stand (no device
+ * is opened). */
 static void test_examples(void)
 {
     g_autofree char *examples = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "conf.d", "examples", NULL);
     g_autofree char *data = g_build_filename(g_getenv("WB_TEST_SRCDIR"), "data", NULL);
-    const char *argv[] = {g_getenv("WB_TEST_DAEMON"), "--check-config", "--config-dir", examples, "--plugin-dir",
-                          g_getenv("WB_PLUGIN_DIR"), "--data-dir", data, NULL};
+    const char *args[] = {"--check-config", "--config-dir", examples, "--plugin-dir", g_getenv("WB_PLUGIN_DIR"),
+                          "--data-dir", data, NULL};
     g_autofree char *out = NULL;
     g_autofree char *err = NULL;
-    int status = 0;
-    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, NULL));
+    int code = wbt_run_daemon(args, &out, &err);
     g_test_message("%s%s", out, err);
-    g_assert_true(g_spawn_check_wait_status(status, NULL));
+    if (code != 0)
+        g_error("the examples do not pass --check-config (exit %d):\n%s\n%s", code, out, err);
     assert_contains(out, "[growatt] ");
     assert_contains(out, "plugin mqtt");
     assert_contains(out, "[pv-meter] ");
+    assert_contains(out, "[grid-meter]");
+    assert_contains(out, "[pv-inverter]");
     assert_contains(out, "configuration OK");
 }
 

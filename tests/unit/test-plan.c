@@ -516,6 +516,10 @@ static void test_write_plan_property(void)
                             fc, addr, count, table_name[table], a, m->text->str);
                 if (!(r->write_fcs & FC_BIT(fc)))
                     g_error("map %u: FC%02u writes %s %u, which does not allow it", iter, fc, table_name[table], a);
+                /* FC06 writes one register of one word, never a word of a wider one */
+                if (fc == 6 && r->size != 1)
+                    g_error("map %u: request %u: FC06 at %u writes one word of the %u-word register at %u\n%s", iter,
+                            q, addr, r->size, r->address, m->text->str);
                 /* a multiple write never cuts a register */
                 if ((fc == 15 || fc == 16) && (r->address < addr || r->address + r->size > addr + count))
                     g_error("map %u: FC%02u %u x %u cuts the register at %u", iter, fc, addr, count, r->address);
